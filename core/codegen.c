@@ -1,0 +1,584 @@
+/* codegen.c - generates one kernel (OpenCL C or CUDA C) for a scheduled group.
+ *
+ * The source depends only on op structure, dtypes, ranks and which dimensions
+ * have size 1: every size, stride and offset is read from the params buffer P,
+ * and every scalar is a kernel argument. So a new batch size builds a new
+ * plan but compiles no new kernel.
+ *
+ * Views never copy: a node is emitted "at an index", and view ops rewrite the
+ * index on the way down to the loads. An index is either linear (the row-major
+ * position in the node's shape) or a list of per-dimension coordinates.
+ */
+#include "lower.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ dialects */
+
+typedef struct dialect {
+  const char *prelude;
+  const char *kernel;       /* function qualifier */
+  const char *global;       /* pointer address-space qualifier */
+  const char *restrict_kw;
+  const char *global_id, *group_id, *local_id, *local_size;
+  const char *barrier;
+  const char *scratch_param; /* kernel parameter for local memory, or "" */
+  const char *scratch_decl;  /* statement declaring it in the body, or "" */
+  const char *local;         /* qualifier of pointers into it */
+} dialect;
+
+static const dialect dialects[] = {
+    [DIALECT_OPENCL] =
+        {
+            .prelude = "#define sl_rsqrt(x) rsqrt(x)\n#define sl_rint(x) rint(x)\n",
+            .kernel = "__kernel void",
+            .global = "__global ",
+            .restrict_kw = "restrict",
+            .global_id = "get_global_id(0)",
+            .group_id = "get_group_id(0)",
+            .local_id = "get_local_id(0)",
+            .local_size = "get_local_size(0)",
+            .barrier = "barrier(CLK_LOCAL_MEM_FENCE)",
+            .scratch_param = ", __local uchar *scratch",
+            .scratch_decl = "",
+            .local = "__local ",
+        },
+    [DIALECT_CUDA] =
+        {
+            .prelude = "typedef unsigned char uchar;\n#define sl_rsqrt(x) rsqrtf(x)\n#define sl_rint(x) rintf(x)\n"
+                       "#define INFINITY __int_as_float(0x7f800000)\n",
+            .kernel = "extern \"C\" __global__ void",
+            .global = "",
+            .restrict_kw = "__restrict__",
+            .global_id = "((size_t)blockIdx.x * blockDim.x + threadIdx.x)",
+            .group_id = "((size_t)blockIdx.x)",
+            .local_id = "((size_t)threadIdx.x)",
+            .local_size = "((size_t)blockDim.x)",
+            .barrier = "__syncthreads()",
+            .scratch_param = "",
+            .scratch_decl = "  extern __shared__ uchar scratch[];\n",
+            .local = "",
+        },
+};
+
+static const char *ctype(sloth_dtype dt) {
+  switch (dt) {
+  case SLOTH_F32: return "float";
+  case SLOTH_I32: return "int";
+  default: return "uchar";
+  }
+}
+
+/* ------------------------------------------------------------------ context */
+
+typedef struct position {
+  bool linear;
+  char *lin;                   /* linear: expression */
+  int rank;
+  char *c[SLOTH_MAX_RANK];     /* coordinates: expressions */
+} position;
+
+typedef struct memo {
+  const sloth__node *node;
+  char *key;
+  int var;
+} memo;
+
+typedef struct cg {
+  const sloth__graph *g;
+  const sloth__schedule *s;
+  const dialect *d;
+  const char *idx_t;
+  sloth__str params_decl; /* loads of P entries */
+  sloth__str body;
+  sloth__generated *out;
+  int nvars;
+  memo *memos;
+  int nmemos, capmemos;
+  const sloth__node *computing; /* output being computed: emit it, do not load it */
+  bool oom;
+} cg;
+
+static char *xstrdup(cg *c, const char *s) {
+  char *r = strdup(s);
+  if (!r) c->oom = true;
+  return r;
+}
+
+static char *fmt(cg *c, const char *f, ...) __attribute__((format(printf, 2, 3)));
+static char *fmt(cg *c, const char *f, ...) {
+  va_list ap;
+  va_start(ap, f);
+  char *r = NULL;
+  if (vasprintf(&r, f, ap) < 0) {
+    r = NULL;
+    c->oom = true;
+  }
+  va_end(ap);
+  return r;
+}
+
+static void index_free(position *ix) {
+  free(ix->lin);
+  for (int i = 0; i < ix->rank; i++) free(ix->c[i]);
+  memset(ix, 0, sizeof *ix);
+}
+
+static char *index_key(cg *c, const position *ix) {
+  if (ix->linear) return fmt(c, "L%s", ix->lin);
+  sloth__str s = {0};
+  sloth__str_printf(&s, "C");
+  for (int i = 0; i < ix->rank; i++) sloth__str_printf(&s, "%s;", ix->c[i]);
+  if (s.oom) c->oom = true;
+  return s.p ? s.p : xstrdup(c, "C");
+}
+
+/* A new entry of P; returns its variable name "pN". Values are never shared
+ * between entries, so the source does not depend on them. */
+static char *param(cg *c, int64_t value) {
+  sloth__generated *o = c->out;
+  int64_t *p = realloc(o->params, (size_t)(o->nparams + 1) * sizeof *p);
+  if (!p) {
+    c->oom = true;
+    return xstrdup(c, "0");
+  }
+  o->params = p;
+  p[o->nparams] = value;
+  sloth__str_printf(&c->params_decl, "  const %s p%d = (%s)P[%d];\n", c->idx_t, o->nparams, c->idx_t, o->nparams);
+  return fmt(c, "p%d", o->nparams++);
+}
+
+static int add_arg(cg *c, sloth__arg_kind kind, int index, sloth_dtype dt) {
+  sloth__generated *o = c->out;
+  for (int i = 0; i < o->nargs; i++)
+    if (o->args[i].kind == kind && o->args[i].index == index) return i;
+  sloth__arg *a = realloc(o->args, (size_t)(o->nargs + 1) * sizeof *a);
+  if (!a) {
+    c->oom = true;
+    return 0;
+  }
+  o->args = a;
+  a[o->nargs] = (sloth__arg){kind, index, dt, false};
+  return o->nargs++;
+}
+
+/* Coordinates of a linear index over (rank, shape); size-1 dims give "0". */
+static void unravel(cg *c, const char *lin, int rank, const int64_t *shape, char **coords) {
+  int first = -1, last = -1;
+  for (int d = 0; d < rank; d++)
+    if (shape[d] != 1) {
+      if (first < 0) first = d;
+      last = d;
+    }
+  int64_t stride = 1;
+  int64_t strides[SLOTH_MAX_RANK];
+  for (int d = rank - 1; d >= 0; d--) {
+    strides[d] = stride;
+    stride *= shape[d];
+  }
+  for (int d = 0; d < rank; d++) {
+    if (shape[d] == 1) coords[d] = xstrdup(c, "0");
+    else if (first == last) coords[d] = fmt(c, "(%s)", lin);
+    else if (d == first) {
+      char *st = param(c, strides[d]);
+      coords[d] = fmt(c, "((%s) / %s)", lin, st);
+      free(st);
+    } else if (d == last) {
+      char *sz = param(c, shape[d]);
+      coords[d] = fmt(c, "((%s) %% %s)", lin, sz);
+      free(sz);
+    } else {
+      char *st = param(c, strides[d]), *sz = param(c, shape[d]);
+      coords[d] = fmt(c, "(((%s) / %s) %% %s)", lin, st, sz);
+      free(st), free(sz);
+    }
+  }
+}
+
+/* Row-major linear position of coordinates over (rank, shape). */
+static char *ravel(cg *c, int rank, const int64_t *shape, char *const *coords) {
+  sloth__str s = {0};
+  int64_t stride = 1;
+  int64_t strides[SLOTH_MAX_RANK];
+  for (int d = rank - 1; d >= 0; d--) {
+    strides[d] = stride;
+    stride *= shape[d];
+  }
+  int terms = 0;
+  for (int d = 0; d < rank; d++) {
+    if (shape[d] == 1) continue;
+    if (d == rank - 1) sloth__str_printf(&s, "%s%s", terms++ ? " + " : "", coords[d]);
+    else {
+      char *st = param(c, strides[d]);
+      sloth__str_printf(&s, "%s%s * %s", terms++ ? " + " : "", coords[d], st);
+      free(st);
+    }
+  }
+  if (!terms) sloth__str_printf(&s, "0");
+  if (s.oom) c->oom = true;
+  char *r = fmt(c, "(%s)", s.p ? s.p : "0");
+  sloth__str_free(&s);
+  return r;
+}
+
+static void to_coords(cg *c, const sloth__node *n, const position *ix, char **coords) {
+  if (ix->linear) unravel(c, ix->lin, n->rank, n->shape, coords);
+  else
+    for (int d = 0; d < n->rank; d++) coords[d] = xstrdup(c, ix->c[d]);
+}
+
+static char *to_linear(cg *c, const sloth__node *n, const position *ix) {
+  return ix->linear ? xstrdup(c, ix->lin) : ravel(c, n->rank, n->shape, ix->c);
+}
+
+/* ------------------------------------------------------------------ emission */
+
+static int emit(cg *c, const sloth__node *n, const position *ix);
+
+static int new_var(cg *c, const sloth__node *n, const position *ix, const char *expr) {
+  int v = c->nvars++;
+  if (n->dtype == SLOTH_BOOL) sloth__str_printf(&c->body, "  const uchar v%d = (uchar)((%s) != 0);\n", v, expr);
+  else sloth__str_printf(&c->body, "  const %s v%d = (%s)(%s);\n", ctype(n->dtype), v, ctype(n->dtype), expr);
+  if (c->nmemos == c->capmemos) {
+    int cap = c->capmemos ? c->capmemos * 2 : 32;
+    memo *m = realloc(c->memos, (size_t)cap * sizeof *m);
+    if (!m) {
+      c->oom = true;
+      return v;
+    }
+    c->memos = m;
+    c->capmemos = cap;
+  }
+  c->memos[c->nmemos++] = (memo){n, index_key(c, ix), v};
+  return v;
+}
+
+/* Loads element ix of a node held in a buffer (an input or a materialized slot). */
+static int emit_load(cg *c, const sloth__node *n, const position *ix) {
+  int arg = sloth__graph_is_input(n) ? add_arg(c, ARG_INPUT, -n->order - 1, n->dtype)
+                                     : add_arg(c, ARG_MAT, c->s->mat[n->order], n->dtype);
+  char *lin = to_linear(c, n, ix);
+  char *e = fmt(c, "a%d[%s]", arg, lin);
+  int v = new_var(c, n, ix, e);
+  free(lin), free(e);
+  return v;
+}
+
+static char *subst(cg *c, const char *code, int nin, const int *vars) {
+  sloth__str s = {0};
+  for (const char *p = code; *p; p++) {
+    if (*p == '$' && p[1] >= '0' && p[1] < '0' + nin) {
+      sloth__str_printf(&s, "v%d", vars[p[1] - '0']);
+      p++;
+    } else sloth__str_printf(&s, "%c", *p);
+  }
+  if (s.oom) c->oom = true;
+  return s.p;
+}
+
+/* A reduction's combine step with named operands. */
+static char *combine(cg *c, const char *code, const char *acc, const char *val) {
+  sloth__str s = {0};
+  for (const char *t = code; *t; t++) {
+    if (t[0] == '$' && (t[1] == '0' || t[1] == '1')) {
+      sloth__str_printf(&s, "%s", t[1] == '0' ? acc : val);
+      t++;
+    } else sloth__str_printf(&s, "%c", *t);
+  }
+  if (s.oom) c->oom = true;
+  return s.p;
+}
+
+static int emit_view(cg *c, const sloth__node *n, const position *ix) {
+  const sloth__node *in = n->in[0];
+  position sub = {0};
+  switch (n->op) {
+  case OP_RESHAPE:
+    sub.linear = true;
+    sub.lin = to_linear(c, n, ix);
+    break;
+  case OP_PERMUTE: {
+    char *co[SLOTH_MAX_RANK];
+    to_coords(c, n, ix, co);
+    sub.rank = in->rank;
+    for (int d = 0; d < n->rank; d++) sub.c[n->attrs.perm[d]] = co[d];
+    break;
+  }
+  case OP_EXPAND: {
+    to_coords(c, n, ix, sub.c);
+    sub.rank = in->rank;
+    for (int d = 0; d < in->rank; d++)
+      if (in->shape[d] == 1) {
+        free(sub.c[d]);
+        sub.c[d] = xstrdup(c, "0");
+      }
+    break;
+  }
+  case OP_SLICE: {
+    to_coords(c, n, ix, sub.c);
+    sub.rank = in->rank;
+    int a = n->attrs.axis;
+    char *st = param(c, n->attrs.start), *sp = param(c, n->attrs.step);
+    char *e = fmt(c, "(%s + %s * %s)", st, sub.c[a], sp);
+    free(sub.c[a]), free(st), free(sp);
+    sub.c[a] = e;
+    break;
+  }
+  default: break;
+  }
+  int v = emit(c, in, &sub);
+  index_free(&sub);
+  return v;
+}
+
+static int emit(cg *c, const sloth__node *n, const position *ix) {
+  char *key = index_key(c, ix);
+  for (int i = 0; i < c->nmemos; i++)
+    if (c->memos[i].node == n && key && strcmp(c->memos[i].key, key) == 0) {
+      free(key);
+      return c->memos[i].var;
+    }
+  free(key);
+
+  if (n->op == OP_SCALAR && sloth__graph_is_input(n)) {
+    int arg = add_arg(c, ARG_SCALAR, -n->order - 1, n->dtype);
+    char *e = fmt(c, "a%d", arg);
+    int v = new_var(c, n, ix, e);
+    free(e);
+    return v;
+  }
+  if (sloth__graph_is_input(n) || (c->s->mat[n->order] >= 0 && n != c->computing)) return emit_load(c, n, ix);
+
+  const sloth__op_info *info = &sloth__ops[n->op];
+  switch (info->kind) {
+  case KIND_VIEW: return emit_view(c, n, ix);
+  case KIND_LEAF: { /* ARANGE: start + i * step */
+    char *co[1] = {0};
+    to_coords(c, n, ix, co);
+    int s0 = emit(c, n->in[0], ix), s1 = emit(c, n->in[1], ix);
+    char *e = fmt(c, "v%d + (%s)%s * v%d", s0, ctype(n->dtype), co[0], s1);
+    int v = new_var(c, n, ix, e);
+    free(e), free(co[0]);
+    return v;
+  }
+  case KIND_UNARY:
+  case KIND_BINARY:
+  case KIND_TERNARY: {
+    int vars[3];
+    for (int i = 0; i < n->nin; i++) vars[i] = emit(c, n->in[i], ix);
+    /* operands share one dtype (ops.c casts them); where's condition is bool */
+    sloth_dtype odt = n->in[n->nin - 1]->dtype;
+    const char *code = odt == SLOTH_F32 ? info->float_code : info->int_code;
+    char *e = subst(c, code ? code : "$0", n->nin, vars);
+    int v = new_var(c, n, ix, e ? e : "0");
+    free(e);
+    return v;
+  }
+  default: /* a reduction reached here is always materialized */
+    c->oom = true;
+    return 0;
+  }
+}
+
+/* ------------------------------------------------------------------ kernels */
+
+static void emit_signature(cg *c, sloth__str *src, bool scratch) {
+  sloth__generated *o = c->out;
+  sloth__str_printf(src, "%s %s(", c->d->kernel, o->name);
+  for (int i = 0; i < o->nargs; i++) {
+    const sloth__arg *a = &o->args[i];
+    if (i) sloth__str_printf(src, ", ");
+    switch (a->kind) {
+    case ARG_MAT:
+      sloth__str_printf(src, "%s%s%s *%s a%d", c->d->global, a->written ? "" : "const ", ctype(a->dtype), c->d->restrict_kw, i);
+      break;
+    case ARG_INPUT:
+      sloth__str_printf(src, "%sconst %s *%s a%d", c->d->global, ctype(a->dtype), c->d->restrict_kw, i);
+      break;
+    case ARG_PARAMS: sloth__str_printf(src, "%sconst long *%s P", c->d->global, c->d->restrict_kw); break;
+    case ARG_SCALAR: sloth__str_printf(src, "%s a%d", a->dtype == SLOTH_F32 ? "float" : "int", i); break;
+    }
+  }
+  sloth__str_printf(src, "%s) {\n", scratch ? c->d->scratch_param : "");
+}
+
+static bool trailing_block(uint32_t mask, int rank) {
+  /* the reduced axes are exactly the last k axes */
+  int d = rank - 1;
+  while (d >= 0 && (mask >> d & 1)) d--;
+  for (; d >= 0; d--)
+    if (mask >> d & 1) return false;
+  return true;
+}
+
+static const char *init_value(sloth__opcode op, sloth_dtype dt) {
+  switch (op) {
+  case OP_SUM: case OP_MEAN: return "0";
+  case OP_PROD: return "1";
+  case OP_MAX: case OP_ARGMAX: return dt == SLOTH_F32 ? "-INFINITY" : dt == SLOTH_I32 ? "(-2147483647 - 1)" : "0";
+  case OP_MIN: case OP_ARGMIN: return dt == SLOTH_F32 ? "INFINITY" : dt == SLOTH_I32 ? "2147483647" : "255";
+  default: return "0";
+  }
+}
+
+static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
+  const sloth__node *x = r->in[0];
+  uint32_t mask = r->attrs.axes_mask;
+  int64_t outer = sloth__numel(r->rank, r->shape), inner = 1;
+  int64_t kept_shape[SLOTH_MAX_RANK], red_shape[SLOTH_MAX_RANK];
+  int nkept = 0, nred = 0;
+  for (int d = 0; d < x->rank; d++) {
+    if (mask >> d & 1) {
+      red_shape[nred++] = x->shape[d];
+      inner *= x->shape[d];
+    } else kept_shape[nkept++] = x->shape[d];
+  }
+  bool arg = r->op == OP_ARGMAX || r->op == OP_ARGMIN;
+  const char *acc_t = ctype(x->dtype);
+  char *pinner = param(c, inner);
+  (void)outer;
+  sloth__str_printf(&c->body, "  const %s o = (%s)%s;\n  const %s lid = (%s)%s, lsz = (%s)%s;\n", c->idx_t, c->idx_t,
+                    c->d->group_id, c->idx_t, c->idx_t, c->d->local_id, c->idx_t, c->d->local_size);
+  sloth__str_printf(&c->body, "  %s acc = %s;\n", acc_t, init_value(r->op, x->dtype));
+  if (arg) sloth__str_printf(&c->body, "  int best = -1;\n");
+  sloth__str_printf(&c->body, "  for (%s k = lid; k < %s; k += lsz) {\n", c->idx_t, pinner);
+
+  position ix = {0};
+  if (trailing_block(mask, x->rank)) {
+    ix.linear = true;
+    ix.lin = fmt(c, "o * %s + k", pinner);
+  } else {
+    char *kept[SLOTH_MAX_RANK] = {0}, *red[SLOTH_MAX_RANK] = {0};
+    unravel(c, "o", nkept, kept_shape, kept);
+    unravel(c, "k", nred, red_shape, red);
+    ix.rank = x->rank;
+    for (int d = 0, a = 0, b = 0; d < x->rank; d++) ix.c[d] = (mask >> d & 1) ? red[b++] : kept[a++];
+  }
+  /* values computed inside the loop must not be reused outside it */
+  int memo_mark = c->nmemos;
+  int v = emit(c, x, &ix);
+  index_free(&ix);
+  const char *code = x->dtype == SLOTH_F32 ? sloth__ops[r->op].float_code : sloth__ops[r->op].int_code;
+  if (arg) {
+    const char *cmp = r->op == OP_ARGMAX ? ">" : "<";
+    sloth__str_printf(&c->body, "  if (best < 0 || v%d %s acc) { acc = v%d; best = (int)k; }\n", v, cmp, v);
+  } else {
+    char vname[16];
+    snprintf(vname, sizeof vname, "v%d", v);
+    char *e = combine(c, code, "acc", vname);
+    sloth__str_printf(&c->body, "    acc = %s;\n", e ? e : "acc");
+    free(e);
+  }
+  for (int i = memo_mark; i < c->nmemos; i++) free(c->memos[i].key);
+  c->nmemos = memo_mark;
+  sloth__str_printf(&c->body, "  }\n");
+
+  /* tree reduction across the work-group in local memory */
+  const char *L = c->d->local;
+  sloth__str_printf(&c->body, "  %s%s *sv = (%s%s *)scratch;\n", L, acc_t, L, acc_t);
+  if (arg) sloth__str_printf(&c->body, "  %sint *si = (%sint *)(scratch + sizeof(%s) * lsz);\n", L, L, acc_t);
+  sloth__str_printf(&c->body, "  sv[lid] = acc;\n");
+  if (arg) sloth__str_printf(&c->body, "  si[lid] = best;\n");
+  sloth__str_printf(&c->body, "  %s;\n  for (%s s = lsz / 2; s > 0; s /= 2) {\n    if (lid < s) {\n", c->d->barrier, c->idx_t);
+  if (arg) {
+    const char *cmp = r->op == OP_ARGMAX ? ">" : "<";
+    sloth__str_printf(&c->body,
+                      "      const %s a = sv[lid], b = sv[lid + s];\n      const int ia = si[lid], ib = si[lid + s];\n"
+                      "      if (ib >= 0 && (ia < 0 || b %s a || (b == a && ib < ia))) { sv[lid] = b; si[lid] = ib; }\n",
+                      acc_t, cmp);
+  } else {
+    char *e = combine(c, code, "sv[lid]", "sv[lid + s]");
+    sloth__str_printf(&c->body, "      sv[lid] = %s;\n", e ? e : "sv[lid]");
+    free(e);
+  }
+  sloth__str_printf(&c->body, "    }\n    %s;\n  }\n", c->d->barrier);
+  int out_arg = add_arg(c, ARG_MAT, out_slot, r->dtype);
+  c->out->args[out_arg].written = true;
+  if (arg) sloth__str_printf(&c->body, "  if (lid == 0) a%d[o] = si[0] < 0 ? 0 : si[0];\n", out_arg);
+  else if (r->op == OP_MEAN) sloth__str_printf(&c->body, "  if (lid == 0) a%d[o] = sv[0] / (float)%s;\n", out_arg, pinner);
+  else sloth__str_printf(&c->body, "  if (lid == 0) a%d[o] = sv[0];\n", out_arg);
+  free(pinner);
+  c->out->geom.local = local;
+  c->out->geom.global = (size_t)outer * local;
+  c->out->geom.local_mem = local * (sizeof(float) + (arg ? sizeof(int) : 0));
+  return SLOTH_OK;
+}
+
+static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
+  const sloth__node *first = c->g->order[k->outputs[0]];
+  int64_t n = sloth__numel(first->rank, first->shape);
+  char *pn = param(c, n);
+  sloth__str_printf(&c->body, "  const %s gid = (%s)%s;\n  if (gid >= %s) return;\n", c->idx_t, c->idx_t, c->d->global_id, pn);
+  free(pn);
+  position ix = {.linear = true, .lin = xstrdup(c, "gid")};
+  for (int o = 0; o < k->noutputs; o++) {
+    const sloth__node *node = c->g->order[k->outputs[o]];
+    c->computing = node;
+    int v = emit(c, node, &ix);
+    int arg = add_arg(c, ARG_MAT, c->s->mat[node->order], node->dtype);
+    c->out->args[arg].written = true;
+    sloth__str_printf(&c->body, "  a%d[gid] = v%d;\n", arg, v);
+  }
+  c->computing = NULL;
+  index_free(&ix);
+  size_t local = 256;
+  c->out->geom.local = local;
+  c->out->geom.global = (size_t)((n + (int64_t)local - 1) / (int64_t)local) * local;
+}
+
+static bool needs_long(const sloth__graph *g, const sloth__sched_kernel *k) {
+  (void)k;
+  for (int i = 0; i < g->n; i++)
+    if (sloth__numel(g->order[i]->rank, g->order[i]->shape) >= (int64_t)1 << 31) return true;
+  for (int i = 0; i < g->ninputs; i++)
+    if (sloth__numel(g->inputs[i]->rank, g->inputs[i]->shape) >= (int64_t)1 << 31) return true;
+  return false;
+}
+
+int sloth__codegen(const sloth__graph *g, const sloth__schedule *s, int kernel, sloth__generated *out) {
+  memset(out, 0, sizeof *out);
+  const sloth__sched_kernel *k = &s->kernels[kernel];
+  cg c = {.g = g, .s = s, .d = &dialects[sloth__rt.backend->dialect], .out = out};
+  c.idx_t = needs_long(g, k) ? "long" : "int";
+  add_arg(&c, ARG_PARAMS, 0, SLOTH_F32);
+  if (k->reduce) {
+    const sloth__node *r = g->order[k->outputs[0]];
+    int64_t outer = sloth__numel(r->rank, r->shape), inner = sloth__numel(r->in[0]->rank, r->in[0]->shape);
+    inner = outer ? inner / outer : 0;
+    /* one work-group per output element: on a CPU, one work-item each when
+     * there are enough outputs to fill the cores */
+    size_t local = 1;
+    int lanes = sloth__rt.info.is_gpu ? 256 : 64;
+    if (sloth__rt.info.is_gpu || outer < 4 * (int64_t)(sloth__rt.info.compute_units ? sloth__rt.info.compute_units : 1))
+      while ((int64_t)local < inner && local < (size_t)lanes) local *= 2;
+    c.computing = r;
+    snprintf(out->name, sizeof out->name, "sloth_reduce");
+    gen_reduce(&c, s->mat[r->order], r, local);
+  } else {
+    snprintf(out->name, sizeof out->name, "sloth_fused");
+    gen_elementwise(&c, k);
+  }
+  /* assemble: prelude, signature, param loads, body */
+  sloth__str *src = &out->source;
+  sloth__str_printf(src, "%s", c.d->prelude);
+  emit_signature(&c, src, k->reduce);
+  sloth__str_printf(src, "%s", k->reduce ? c.d->scratch_decl : "");
+  sloth__str_printf(src, "%s%s}\n", c.params_decl.p ? c.params_decl.p : "", c.body.p ? c.body.p : "");
+  for (int i = 0; i < c.nmemos; i++) free(c.memos[i].key);
+  free(c.memos);
+  sloth__str_free(&c.params_decl);
+  sloth__str_free(&c.body);
+  if (c.oom || src->oom) {
+    sloth__generated_free(out);
+    return sloth__fail(SLOTH_E_NOMEM, "out of host memory (code generation)");
+  }
+  return SLOTH_OK;
+}
+
+void sloth__generated_free(sloth__generated *k) {
+  sloth__str_free(&k->source);
+  free(k->args);
+  free(k->params);
+  memset(k, 0, sizeof *k);
+}

@@ -1,0 +1,495 @@
+/* executor.c - sync points: walk the pending graph, hash it, find or build
+ * a plan, run it, and attach the results to the nodes. */
+#include "lower.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ plans */
+
+typedef struct plan_kernel {
+  sloth__kernel *kernel; /* owned by the kernel cache */
+  sloth__launch geom;
+  sloth__arg *args;
+  int nargs;
+  sloth__dbuf *params; /* the P buffer: sizes are fixed for a plan, uploaded once */
+} plan_kernel;
+
+typedef struct plan {
+  sloth__hash128 key;
+  plan_kernel *kernels;
+  int nkernels;
+  int nmat;
+  int *mat_node;     /* slot -> order index */
+  size_t *mat_bytes;
+  struct plan *lru_prev, *lru_next, *hash_next;
+} plan;
+
+/* A bounded LRU of plans keyed by graph hash, and an unbounded map of
+ * compiled kernels keyed by the hash of their source. */
+#define PLAN_BUCKETS 4096
+static plan *plan_buckets[PLAN_BUCKETS];
+static plan *lru_head, *lru_tail; /* head = most recently used */
+static int nplans;
+
+typedef struct kentry {
+  sloth__hash128 key;
+  sloth__kernel *kernel;
+  struct kentry *next;
+} kentry;
+#define KERNEL_BUCKETS 1024
+static kentry *kernel_buckets[KERNEL_BUCKETS];
+
+static int plan_cache_capacity(void) {
+  const char *v = sloth__env("SLOTH_PLAN_CACHE_SIZE");
+  int n = v ? atoi(v) : 1024;
+  return n < 1 ? 1 : n;
+}
+
+static void plan_free(plan *p) {
+  for (int k = 0; k < p->nkernels; k++) {
+    free(p->kernels[k].args);
+    sloth__buffer_put(p->kernels[k].params);
+  }
+  free(p->kernels);
+  free(p->mat_node);
+  free(p->mat_bytes);
+  free(p);
+}
+
+static void lru_unlink(plan *p) {
+  if (p->lru_prev) p->lru_prev->lru_next = p->lru_next;
+  else lru_head = p->lru_next;
+  if (p->lru_next) p->lru_next->lru_prev = p->lru_prev;
+  else lru_tail = p->lru_prev;
+  p->lru_prev = p->lru_next = NULL;
+}
+
+static void lru_push_front(plan *p) {
+  p->lru_next = lru_head;
+  p->lru_prev = NULL;
+  if (lru_head) lru_head->lru_prev = p;
+  lru_head = p;
+  if (!lru_tail) lru_tail = p;
+}
+
+static plan *plan_lookup(sloth__hash128 key) {
+  for (plan *p = plan_buckets[key.lo % PLAN_BUCKETS]; p; p = p->hash_next)
+    if (sloth__hash_eq(p->key, key)) {
+      lru_unlink(p);
+      lru_push_front(p);
+      return p;
+    }
+  return NULL;
+}
+
+static void plan_remove(plan *p) {
+  plan **pp = &plan_buckets[p->key.lo % PLAN_BUCKETS];
+  while (*pp != p) pp = &(*pp)->hash_next;
+  *pp = p->hash_next;
+  lru_unlink(p);
+  nplans--;
+  plan_free(p);
+}
+
+static void plan_insert(plan *p) {
+  int cap = plan_cache_capacity();
+  while (nplans >= cap && lru_tail) plan_remove(lru_tail);
+  p->hash_next = plan_buckets[p->key.lo % PLAN_BUCKETS];
+  plan_buckets[p->key.lo % PLAN_BUCKETS] = p;
+  lru_push_front(p);
+  nplans++;
+}
+
+void sloth__executor_shutdown(void) {
+  while (lru_tail) plan_remove(lru_tail);
+  for (int b = 0; b < KERNEL_BUCKETS; b++) {
+    while (kernel_buckets[b]) {
+      kentry *e = kernel_buckets[b];
+      kernel_buckets[b] = e->next;
+      sloth__rt.backend->kernel_free(sloth__rt.dev, e->kernel);
+      free(e);
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ kernels */
+
+static void dump_kernel(sloth__hash128 h, const char *src) {
+  const char *dir = sloth__rt.dump_kernels_dir;
+  if (!dir) return;
+  mkdir(dir, 0777);
+  char path[4096], tmp[4200];
+  snprintf(path, sizeof path, "%s/%016llx%016llx.%s", dir, (unsigned long long)h.hi, (unsigned long long)h.lo,
+           sloth__rt.backend->dialect == DIALECT_CUDA ? "cu" : "cl");
+  snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f) return; /* a debugging aid: never an error */
+  fputs(src, f);
+  if (fclose(f) == 0) rename(tmp, path);
+  else remove(tmp);
+}
+
+static int kernel_get(const sloth__generated *gen, sloth__kernel **out) {
+  sloth__hash128 h = sloth__hash_bytes(gen->source.p, gen->source.len, 0x6b65726e);
+  for (kentry *e = kernel_buckets[h.lo % KERNEL_BUCKETS]; e; e = e->next)
+    if (sloth__hash_eq(e->key, h)) {
+      sloth__count(CTR_KERNEL_CACHE_HIT, 1);
+      *out = e->kernel;
+      return SLOTH_OK;
+    }
+  dump_kernel(h, gen->source.p);
+  uint64_t t0 = sloth__now_ns();
+  sloth__kernel *k;
+  int rc = sloth__rt.backend->compile(sloth__rt.dev, gen->source.p, gen->name, sloth__rt.build_options, &k);
+  sloth__count(CTR_COMPILE_NS, (int64_t)(sloth__now_ns() - t0));
+  if (rc != SLOTH_OK) {
+    /* keep the backend's message (the build log) and add the source */
+    char log[12288];
+    snprintf(log, sizeof log, "%s", sloth_last_error());
+    return sloth__fail(rc, "%s\n--- kernel source ---\n%s", log, gen->source.p);
+  }
+  sloth__count(CTR_KERNEL_COMPILE, 1);
+  kentry *e = sloth__xmalloc(sizeof *e);
+  if (!e) {
+    sloth__rt.backend->kernel_free(sloth__rt.dev, k);
+    return SLOTH_E_NOMEM;
+  }
+  e->key = h;
+  e->kernel = k;
+  e->next = kernel_buckets[h.lo % KERNEL_BUCKETS];
+  kernel_buckets[h.lo % KERNEL_BUCKETS] = e;
+  *out = k;
+  return SLOTH_OK;
+}
+
+/* ------------------------------------------------------------------ graph walk */
+
+static uint64_t walk_id;
+
+static int push(void **arr, int *n, int *cap, void *item) {
+  if (*n == *cap) {
+    int c = *cap ? *cap * 2 : 64;
+    void **p = realloc(*arr, (size_t)c * sizeof *p);
+    if (!p) return sloth__fail(SLOTH_E_NOMEM, "out of host memory (graph)");
+    *arr = p;
+    *cap = c;
+  }
+  ((void **)*arr)[(*n)++] = item;
+  return SLOTH_OK;
+}
+
+static void graph_free(sloth__graph *g) {
+  free(g->order);
+  free(g->inputs);
+  free(g->roots);
+  memset(g, 0, sizeof *g);
+}
+
+/* What a leaf contributes to the key: its kind, dtype and shape, never its value. */
+typedef struct leaf_key {
+  int32_t kind, dtype, rank, pad;
+  int64_t shape[SLOTH_MAX_RANK];
+} leaf_key;
+
+static int graph_build(sloth__node *const *roots, int nroots, sloth__graph *g, sloth__hasher *h) {
+  memset(g, 0, sizeof *g);
+  uint64_t id = ++walk_id;
+  int cap_order = 0, cap_inputs = 0, top = 0, cap_stack = 0;
+  sloth__node **stack = NULL;
+  int *child = NULL; /* next operand to visit, per stack entry */
+  int rc = SLOTH_OK;
+  sloth__hasher_reset(h);
+  for (int r = 0; r < nroots && rc == SLOTH_OK; r++) {
+    sloth__node *root = roots[r];
+    if (root->mark == id || sloth__node_is_leaf(root)) continue;
+    /* iterative post-order DFS */
+    root->mark = id;
+    if (top == cap_stack) {
+      cap_stack = cap_stack ? cap_stack * 2 : 64;
+      stack = realloc(stack, (size_t)cap_stack * sizeof *stack);
+      child = realloc(child, (size_t)cap_stack * sizeof *child);
+      if (!stack || !child) { rc = sloth__fail(SLOTH_E_NOMEM, "out of host memory (graph)"); break; }
+    }
+    stack[top] = root;
+    child[top++] = 0;
+    while (top > 0 && rc == SLOTH_OK) {
+      sloth__node *x = stack[top - 1];
+      if (child[top - 1] < x->nin) {
+        sloth__node *in = x->in[child[top - 1]++];
+        if (in->mark == id) continue;
+        in->mark = id;
+        if (sloth__node_is_leaf(in)) {
+          in->order = -(g->ninputs + 1);
+          rc = push((void **)&g->inputs, &g->ninputs, &cap_inputs, in);
+          leaf_key lk;
+          memset(&lk, 0, sizeof lk);
+          lk.kind = in->op == OP_SCALAR ? 1 : 0;
+          lk.dtype = in->dtype;
+          lk.rank = in->rank;
+          memcpy(lk.shape, in->shape, sizeof lk.shape);
+          sloth__hasher_add(h, "I", 1);
+          sloth__hasher_add(h, &lk, sizeof lk);
+          continue;
+        }
+        if (top == cap_stack) {
+          cap_stack *= 2;
+          stack = realloc(stack, (size_t)cap_stack * sizeof *stack);
+          child = realloc(child, (size_t)cap_stack * sizeof *child);
+          if (!stack || !child) { rc = sloth__fail(SLOTH_E_NOMEM, "out of host memory (graph)"); break; }
+        }
+        stack[top] = in;
+        child[top++] = 0;
+        continue;
+      }
+      /* all operands done: x goes into the order; its key entry names its
+       * operands by position (node index or input index) */
+      top--;
+      x->order = g->n;
+      rc = push((void **)&g->order, &g->n, &cap_order, x);
+      int32_t refs[3] = {0, 0, 0};
+      for (int i = 0; i < x->nin; i++) refs[i] = x->in[i]->order;
+      sloth__hasher_add(h, "N", 1);
+      sloth__hasher_add(h, &x->local_hash, sizeof x->local_hash);
+      sloth__hasher_add(h, refs, sizeof refs);
+    }
+  }
+  free(stack);
+  free(child);
+  if (rc == SLOTH_OK) {
+    g->roots = malloc((size_t)(nroots > 0 ? nroots : 1) * sizeof *g->roots);
+    if (!g->roots) rc = sloth__fail(SLOTH_E_NOMEM, "out of host memory (graph)");
+  }
+  if (rc == SLOTH_OK) {
+    uint64_t rid = ++walk_id; /* dedupe roots */
+    for (int r = 0; r < nroots; r++) {
+      sloth__node *x = roots[r];
+      if (sloth__node_is_leaf(x) || x->mark == rid) continue;
+      x->mark = rid;
+      g->roots[g->nroots++] = x->order;
+    }
+    sloth__hasher_add(h, "R", 1);
+    sloth__hasher_add(h, g->roots, (size_t)g->nroots * sizeof *g->roots);
+    g->key = sloth__hasher_digest(h);
+  }
+  if (rc != SLOTH_OK) graph_free(g);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ plan building */
+
+static int plan_build(const sloth__graph *g, plan **out) {
+  sloth__schedule s;
+  int rc = sloth__schedule_graph(g, &s);
+  if (rc != SLOTH_OK) return rc;
+  plan *p = sloth__xcalloc(1, sizeof *p);
+  if (!p) {
+    sloth__schedule_free(&s);
+    return SLOTH_E_NOMEM;
+  }
+  p->key = g->key;
+  p->nmat = s.nmat;
+  p->mat_node = malloc((size_t)(s.nmat ? s.nmat : 1) * sizeof *p->mat_node);
+  p->mat_bytes = malloc((size_t)(s.nmat ? s.nmat : 1) * sizeof *p->mat_bytes);
+  p->kernels = calloc((size_t)(s.nkernels ? s.nkernels : 1), sizeof *p->kernels);
+  if (!p->mat_node || !p->mat_bytes || !p->kernels) {
+    rc = sloth__fail(SLOTH_E_NOMEM, "out of host memory (plan)");
+    goto fail;
+  }
+  for (int m = 0; m < s.nmat; m++) {
+    const sloth__node *x = g->order[s.mat_node[m]];
+    p->mat_node[m] = s.mat_node[m];
+    p->mat_bytes[m] = (size_t)sloth__numel(x->rank, x->shape) * sloth_dtype_size(x->dtype);
+  }
+  for (int k = 0; k < s.nkernels; k++) {
+    sloth__generated gen;
+    rc = sloth__codegen(g, &s, k, &gen);
+    if (rc != SLOTH_OK) goto fail;
+    plan_kernel *pk = &p->kernels[p->nkernels++];
+    rc = kernel_get(&gen, &pk->kernel);
+    if (rc == SLOTH_OK && gen.nparams) {
+      size_t bytes = (size_t)gen.nparams * sizeof(int64_t);
+      pk->params = sloth__buffer_get(bytes);
+      if (!pk->params) rc = SLOTH_E_NOMEM;
+      else rc = sloth__rt.backend->write(sloth__rt.dev, pk->params->mem, 0, gen.params, bytes);
+    }
+    pk->geom = gen.geom;
+    pk->args = gen.args;
+    pk->nargs = gen.nargs;
+    gen.args = NULL;
+    sloth__generated_free(&gen);
+    if (rc != SLOTH_OK) goto fail;
+  }
+  sloth__schedule_free(&s);
+  *out = p;
+  return SLOTH_OK;
+fail:
+  sloth__schedule_free(&s);
+  plan_free(p);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ running */
+
+static int plan_run(const plan *p, const sloth__graph *g) {
+  uint64_t t0 = sloth__now_ns();
+  sloth__dbuf **bufs = calloc((size_t)(p->nmat ? p->nmat : 1), sizeof *bufs);
+  if (!bufs) return sloth__fail(SLOTH_E_NOMEM, "out of host memory (run)");
+  int rc = SLOTH_OK;
+  for (int m = 0; m < p->nmat && rc == SLOTH_OK; m++) {
+    bufs[m] = sloth__buffer_get(p->mat_bytes[m]);
+    if (p->mat_bytes[m] && !bufs[m]) rc = sloth_last_status() ? sloth_last_status() : SLOTH_E_NOMEM;
+  }
+  sloth__karg args[64];
+  for (int k = 0; k < p->nkernels && rc == SLOTH_OK; k++) {
+    const plan_kernel *pk = &p->kernels[k];
+    if (pk->geom.global == 0) continue; /* zero-size output */
+    sloth__karg *a = pk->nargs <= 64 ? args : malloc((size_t)pk->nargs * sizeof *a);
+    if (!a) {
+      rc = sloth__fail(SLOTH_E_NOMEM, "out of host memory (run)");
+      break;
+    }
+    for (int i = 0; i < pk->nargs; i++) {
+      const sloth__arg *s = &pk->args[i];
+      memset(&a[i], 0, sizeof a[i]);
+      a[i].kind = KARG_BUFFER;
+      switch (s->kind) {
+      case ARG_MAT: a[i].buffer = bufs[s->index] ? bufs[s->index]->mem : NULL; break;
+      case ARG_INPUT: a[i].buffer = g->inputs[s->index]->buf ? g->inputs[s->index]->buf->mem : NULL; break;
+      case ARG_PARAMS: a[i].buffer = pk->params ? pk->params->mem : NULL; break;
+      case ARG_SCALAR: {
+        double v = g->inputs[s->index]->scalar;
+        a[i].kind = KARG_BYTES;
+        a[i].size = 4;
+        if (s->dtype == SLOTH_F32) {
+          float f = (float)v;
+          memcpy(a[i].value, &f, 4);
+        } else {
+          int32_t iv = (int32_t)v;
+          memcpy(a[i].value, &iv, 4);
+        }
+        break;
+      }
+      }
+    }
+    rc = sloth__rt.backend->launch(sloth__rt.dev, pk->kernel, &pk->geom, pk->nargs, a);
+    if (a != args) free(a);
+    sloth__count(CTR_KERNEL_LAUNCH, 1);
+  }
+  if (rc != SLOTH_OK) {
+    for (int m = 0; m < p->nmat; m++) sloth__buffer_put(bufs[m]);
+    free(bufs);
+    return rc;
+  }
+  /* Attach results. Slots are in execution order, and materializing a node
+   * drops its operands, so attach from the last one back. */
+  for (int m = p->nmat - 1; m >= 0; m--) sloth__node_materialize(g->order[p->mat_node[m]], bufs[m]);
+  free(bufs);
+  sloth__count(CTR_EXECUTE_NS, (int64_t)(sloth__now_ns() - t0));
+  return SLOTH_OK;
+}
+
+static sloth__hasher *key_hasher;
+
+int sloth__sync_nodes(sloth__node *const *nodes, int n) {
+  int rc = sloth__ensure_device();
+  if (rc != SLOTH_OK) return rc;
+  if (!key_hasher && !(key_hasher = sloth__hasher_new())) return SLOTH_E_NOMEM;
+  uint64_t t0 = sloth__now_ns();
+  int64_t compile0 = sloth_counter("compile_ns");
+  sloth__graph g;
+  rc = graph_build(nodes, n, &g, key_hasher);
+  if (rc != SLOTH_OK) return rc;
+  if (g.n == 0) {
+    graph_free(&g);
+    return SLOTH_OK;
+  }
+  /* keep every node of the graph alive while attaching results */
+  for (int i = 0; i < g.n; i++) sloth__node_retain(g.order[i]);
+  sloth__count(CTR_SYNC, 1);
+  plan *p = plan_lookup(g.key);
+  if (p) sloth__count(CTR_PLAN_CACHE_HIT, 1);
+  else {
+    sloth__count(CTR_PLAN_CACHE_MISS, 1);
+    rc = plan_build(&g, &p);
+    if (rc == SLOTH_OK) plan_insert(p);
+  }
+  /* lower_ns: walk, hash, lookup, schedule and codegen; compiling counts in compile_ns */
+  sloth__count(CTR_LOWER_NS, (int64_t)(sloth__now_ns() - t0) - (sloth_counter("compile_ns") - compile0));
+  if (rc == SLOTH_OK) rc = plan_run(p, &g);
+  for (int i = 0; i < g.n; i++) sloth__node_release(g.order[i]);
+  graph_free(&g);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ public sync points */
+
+int sloth_mark_step(void) {
+  sloth__lock();
+  int rc = SLOTH_OK, n = 0, cap = 0;
+  sloth__node **nodes = NULL;
+  for (sloth_tensor *t = sloth__tensor_first(); t && rc == SLOTH_OK; t = t->next)
+    if (!sloth__node_is_leaf(t->node)) rc = push((void **)&nodes, &n, &cap, t->node);
+  if (rc == SLOTH_OK && n) rc = sloth__sync_nodes(nodes, n);
+  free(nodes);
+  sloth__unlock();
+  return rc;
+}
+
+int sloth_sync(sloth_tensor *const *tensors, int n) {
+  sloth__lock();
+  int rc = SLOTH_OK;
+  sloth__node **nodes = NULL;
+  if (n < 0 || (n > 0 && !tensors)) rc = sloth__fail(SLOTH_E_INVALID, "sloth_sync: bad tensor list");
+  else if (n > 0 && !(nodes = sloth__xmalloc((size_t)n * sizeof *nodes))) rc = SLOTH_E_NOMEM;
+  for (int i = 0; i < n && rc == SLOTH_OK; i++) {
+    if (!sloth__tensor_ok(tensors[i])) rc = sloth_last_status();
+    else nodes[i] = tensors[i]->node;
+  }
+  if (rc == SLOTH_OK && n) rc = sloth__sync_nodes(nodes, n);
+  free(nodes);
+  sloth__unlock();
+  return rc;
+}
+
+int sloth_wait(void) {
+  sloth__lock();
+  int rc = sloth__rt.dev ? sloth__rt.backend->finish(sloth__rt.dev) : SLOTH_OK;
+  sloth__unlock();
+  return rc;
+}
+
+static void scalar_to_host(const sloth__node *n, void *dst) {
+  switch (n->dtype) {
+  case SLOTH_F32: *(float *)dst = (float)n->scalar; break;
+  case SLOTH_I32: *(int32_t *)dst = (int32_t)n->scalar; break;
+  case SLOTH_U8: *(uint8_t *)dst = (uint8_t)n->scalar; break;
+  default: *(uint8_t *)dst = n->scalar != 0; break;
+  }
+}
+
+int sloth_to_host(sloth_tensor *t, void *dst, size_t bytes) {
+  sloth__lock();
+  int rc = SLOTH_OK;
+  if (!sloth__tensor_ok(t)) rc = sloth_last_status();
+  else {
+    sloth__node *n = t->node;
+    size_t want = (size_t)sloth__numel(n->rank, n->shape) * sloth_dtype_size(n->dtype);
+    if (bytes != want) rc = sloth__fail(SLOTH_E_INVALID, "to_host: buffer of %zu bytes for a tensor of %zu bytes", bytes, want);
+    else if (want && !dst) rc = sloth__fail(SLOTH_E_INVALID, "to_host: NULL destination");
+    else if (n->op == OP_SCALAR) scalar_to_host(n, dst);
+    else {
+      rc = sloth__sync_nodes(&t->node, 1);
+      if (rc == SLOTH_OK && want) {
+        rc = sloth__rt.backend->read(sloth__rt.dev, t->node->buf->mem, 0, dst, want);
+        if (rc == SLOTH_OK) sloth__count(CTR_BYTES_FROM_DEVICE, (int64_t)want);
+      }
+    }
+  }
+  sloth__unlock();
+  return rc;
+}

@@ -1,0 +1,62 @@
+/* lower.h - the graph of one sync point, its schedule, and generated kernels.
+ * Shared by executor.c (walk, plans), schedule.c (fusion) and codegen.c. */
+#ifndef SLOTH_LOWER_H
+#define SLOTH_LOWER_H
+
+#include "internal.h"
+
+/* The pending graph reachable from the roots of one sync point. */
+typedef struct sloth__graph {
+  sloth__node **order;  /* pending nodes, post-order (operands first); node->order = index */
+  int n;
+  sloth__node **inputs; /* leaves: data and scalars, first-visit order; node->order = -(index+1) */
+  int ninputs;
+  int *roots;           /* order indices of the nodes to materialize, no repeats */
+  int nroots;
+  sloth__hash128 key;   /* the plan cache key */
+} sloth__graph;
+
+static inline bool sloth__graph_is_input(const sloth__node *n) { return n->order < 0; }
+
+/* One kernel of a schedule: the nodes it writes (same shape; one node for
+ * a reduction). */
+typedef struct sloth__sched_kernel {
+  int *outputs; /* order indices */
+  int noutputs;
+  bool reduce;
+} sloth__sched_kernel;
+
+typedef struct sloth__schedule {
+  int *mat;                      /* per order index: materialized slot, or -1 when fused */
+  int nmat;
+  int *mat_node;                 /* per slot: order index */
+  sloth__sched_kernel *kernels;  /* in execution order */
+  int nkernels;
+} sloth__schedule;
+
+int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s);
+void sloth__schedule_free(sloth__schedule *s);
+
+/* What a generated kernel takes, in order. */
+typedef enum sloth__arg_kind { ARG_MAT, ARG_INPUT, ARG_PARAMS, ARG_SCALAR } sloth__arg_kind;
+typedef struct sloth__arg {
+  sloth__arg_kind kind;
+  int index;         /* slot (ARG_MAT) or input index (ARG_INPUT, ARG_SCALAR) */
+  sloth_dtype dtype; /* ARG_SCALAR: passed as float for f32, as int otherwise */
+  bool written;      /* ARG_MAT: an output of this kernel */
+} sloth__arg;
+
+typedef struct sloth__generated {
+  sloth__str source;
+  char name[32];
+  sloth__arg *args;
+  int nargs;
+  int64_t *params; /* sizes, strides and offsets: the contents of the P buffer */
+  int nparams;
+  sloth__launch geom;
+} sloth__generated;
+
+int sloth__codegen(const sloth__graph *g, const sloth__schedule *s, int kernel, sloth__generated *out);
+void sloth__generated_free(sloth__generated *k);
+
+#endif

@@ -1,0 +1,609 @@
+/* ops.c - the public op constructors: validation, broadcasting, type
+ * promotion and shape rules. Each builds IR nodes and runs nothing. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ helpers */
+
+static bool is_float(sloth_dtype dt) { return dt == SLOTH_F32; }
+
+/* bool < u8 < i32 < f32 */
+static sloth_dtype promote(sloth_dtype a, sloth_dtype b) {
+  static const int rank_of[SLOTH_DTYPE_COUNT] = {[SLOTH_BOOL] = 0, [SLOTH_U8] = 1, [SLOTH_I32] = 2, [SLOTH_F32] = 3};
+  return rank_of[a] >= rank_of[b] ? a : b;
+}
+
+static bool valid_dtype(sloth_dtype dt) { return (int)dt >= 0 && dt < SLOTH_DTYPE_COUNT; }
+
+static int check_shape(int rank, const int64_t *shape) {
+  if (rank < 0 || rank > SLOTH_MAX_RANK) return sloth__fail(SLOTH_E_INVALID, "rank %d out of range 0..%d", rank, SLOTH_MAX_RANK);
+  if (rank > 0 && !shape) return sloth__fail(SLOTH_E_INVALID, "NULL shape for rank %d", rank);
+  for (int i = 0; i < rank; i++)
+    if (shape[i] < 0) return sloth__fail(SLOTH_E_INVALID, "negative size %lld in dimension %d", (long long)shape[i], i);
+  return SLOTH_OK;
+}
+
+static int norm_axis(int axis, int rank, const char *what) {
+  int a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank) return sloth__fail(SLOTH_E_INVALID, "%s: axis %d out of range for rank %d", what, axis, rank);
+  return a;
+}
+
+static void shape_str(char *buf, size_t n, int rank, const int64_t *shape) {
+  size_t used = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < rank && used < n; i++) used += (size_t)snprintf(buf + used, n - used, i ? ",%lld" : "%lld", (long long)shape[i]);
+  if (used < n) snprintf(buf + used, n - used, "]");
+}
+
+static sloth__node *new_node(sloth__opcode op, sloth_dtype dt, int rank, const int64_t *shape, int nin,
+                             sloth__node *const *in, const sloth__attrs *attrs) {
+  return sloth__node_new(op, dt, rank, shape, nin, in, attrs);
+}
+
+static sloth__node *reshape_node(sloth__node *x, int rank, const int64_t *shape) {
+  if (x->rank == rank && memcmp(x->shape, shape, (size_t)rank * sizeof *shape) == 0) {
+    sloth__node_retain(x);
+    return x;
+  }
+  return new_node(OP_RESHAPE, x->dtype, rank, shape, 1, &x, NULL);
+}
+
+static sloth__node *cast_node(sloth__node *x, sloth_dtype dt) {
+  if (x->dtype == dt) {
+    sloth__node_retain(x);
+    return x;
+  }
+  sloth__attrs a = {0};
+  a.cast_to = dt;
+  return new_node(OP_CAST, dt, x->rank, x->shape, 1, &x, &a);
+}
+
+/* Broadcasts x to (rank, shape), which the caller has checked is compatible. */
+static sloth__node *broadcast_node(sloth__node *x, int rank, const int64_t *shape) {
+  if (x->rank == rank && memcmp(x->shape, shape, (size_t)rank * sizeof *shape) == 0) {
+    sloth__node_retain(x);
+    return x;
+  }
+  int64_t padded[SLOTH_MAX_RANK];
+  int lead = rank - x->rank;
+  for (int i = 0; i < rank; i++) padded[i] = i < lead ? 1 : x->shape[i - lead];
+  sloth__node *r = reshape_node(x, rank, padded);
+  if (!r || memcmp(padded, shape, (size_t)rank * sizeof *shape) == 0) return r;
+  sloth__node *e = new_node(OP_EXPAND, x->dtype, rank, shape, 1, &r, NULL);
+  sloth__node_release(r);
+  return e;
+}
+
+static int broadcast_shapes(const char *what, int n, sloth__node *const *xs, int *rank, int64_t *shape) {
+  int r = 0;
+  for (int i = 0; i < n; i++)
+    if (xs[i]->rank > r) r = xs[i]->rank;
+  for (int d = 0; d < r; d++) shape[d] = 1;
+  for (int i = 0; i < n; i++) {
+    int lead = r - xs[i]->rank;
+    for (int d = 0; d < xs[i]->rank; d++) {
+      int64_t s = xs[i]->shape[d], *o = &shape[d + lead];
+      if (s == *o || s == 1) continue;
+      if (*o == 1) {
+        *o = s;
+        continue;
+      }
+      char a[128], b[128];
+      shape_str(a, sizeof a, xs[0]->rank, xs[0]->shape);
+      shape_str(b, sizeof b, xs[i]->rank, xs[i]->shape);
+      return sloth__fail(SLOTH_E_SHAPE, "%s: shapes %s and %s do not broadcast", what, a, b);
+    }
+  }
+  *rank = r;
+  return SLOTH_OK;
+}
+
+/* Wraps the node in a tensor; materializes it first if its pending graph
+ * grew past SLOTH_MAX_DEPTH (a loop like a = a + b without mark_step). */
+static sloth_tensor *finish(sloth__node *n, uint64_t t0) {
+  if (!n) return NULL;
+  if (n->depth > sloth__rt.max_depth && sloth__rt.max_depth > 0) {
+    sloth__count(CTR_GRAPH_TRIM, 1);
+    if (sloth__sync_nodes(&n, 1) != SLOTH_OK) {
+      sloth__node_release(n);
+      return NULL;
+    }
+  }
+  sloth_tensor *t = sloth__tensor_wrap(n);
+  sloth__count(CTR_TRACE_NS, (int64_t)(sloth__now_ns() - t0));
+  return t;
+}
+
+/* Every public op runs under the lock and starts here. */
+#define BEGIN()                                                                                             \
+  uint64_t t0 = sloth__now_ns();                                                                           \
+  sloth__lock();                                                                                           \
+  sloth_tensor *result = NULL;                                                                             \
+  if (sloth__ensure_device() != SLOTH_OK) goto out;
+#define END()                                                                                               \
+  out:                                                                                                      \
+  sloth__unlock();                                                                                          \
+  (void)t0;                                                                                                 \
+  return result;
+
+/* ------------------------------------------------------------------ elementwise */
+
+static sloth_tensor *unary(sloth__opcode op, sloth_tensor *x) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  const sloth__op_info *info = &sloth__ops[op];
+  sloth_dtype in_dt = x->node->dtype, out_dt = in_dt;
+  if (info->rule == RULE_FLOAT || (!is_float(in_dt) && !info->int_code)) in_dt = out_dt = SLOTH_F32;
+  if (info->rule == RULE_LOGIC) in_dt = out_dt = SLOTH_BOOL;
+  if ((op == OP_NEG || op == OP_SIGN) && x->node->dtype == SLOTH_BOOL) {
+    sloth__fail(SLOTH_E_DTYPE, "%s: not defined for bool tensors (use logical_not)", info->name);
+    goto out;
+  }
+  sloth__node *c = cast_node(x->node, in_dt);
+  if (!c) goto out;
+  sloth__node *n = new_node(op, out_dt, c->rank, c->shape, 1, &c, NULL);
+  sloth__node_release(c);
+  result = finish(n, t0);
+  END();
+}
+
+#define UNARY_FN(fn, op) \
+  sloth_tensor *fn(sloth_tensor *x) { return unary(op, x); }
+UNARY_FN(sloth_neg, OP_NEG)
+UNARY_FN(sloth_abs, OP_ABS)
+UNARY_FN(sloth_exp, OP_EXP)
+UNARY_FN(sloth_log, OP_LOG)
+UNARY_FN(sloth_sqrt, OP_SQRT)
+UNARY_FN(sloth_rsqrt, OP_RSQRT)
+UNARY_FN(sloth_sin, OP_SIN)
+UNARY_FN(sloth_cos, OP_COS)
+UNARY_FN(sloth_tanh, OP_TANH)
+UNARY_FN(sloth_sigmoid, OP_SIGMOID)
+UNARY_FN(sloth_relu, OP_RELU)
+UNARY_FN(sloth_floor, OP_FLOOR)
+UNARY_FN(sloth_ceil, OP_CEIL)
+UNARY_FN(sloth_round, OP_ROUND)
+UNARY_FN(sloth_square, OP_SQUARE)
+UNARY_FN(sloth_reciprocal, OP_RECIP)
+UNARY_FN(sloth_sign, OP_SIGN)
+UNARY_FN(sloth_logical_not, OP_NOT)
+
+/* Promotes and broadcasts operands (n of them, the first `ncond` of which are
+ * conditions cast to bool), then builds the node. */
+static sloth__node *elementwise(sloth__opcode op, int n, sloth__node *const *xs) {
+  const sloth__op_info *info = &sloth__ops[op];
+  int rank;
+  int64_t shape[SLOTH_MAX_RANK];
+  if (broadcast_shapes(info->name, n, xs, &rank, shape) != SLOTH_OK) return NULL;
+  int first = op == OP_WHERE ? 1 : 0; /* where's condition is not promoted with the values */
+  sloth_dtype dt = xs[first]->dtype;
+  for (int i = first + 1; i < n; i++) dt = promote(dt, xs[i]->dtype);
+  if (info->rule == RULE_LOGIC) dt = SLOTH_BOOL;
+  if (info->rule == RULE_FLOAT || (!is_float(dt) && !info->int_code)) dt = SLOTH_F32;
+  sloth_dtype out_dt = info->rule == RULE_BOOL ? SLOTH_BOOL : dt;
+  sloth__node *ops[3] = {0};
+  sloth__node *r = NULL;
+  for (int i = 0; i < n; i++) {
+    sloth__node *c = cast_node(xs[i], (op == OP_WHERE && i == 0) ? SLOTH_BOOL : dt);
+    if (!c) goto done;
+    ops[i] = broadcast_node(c, rank, shape);
+    sloth__node_release(c);
+    if (!ops[i]) goto done;
+  }
+  r = new_node(op, out_dt, rank, shape, n, ops, NULL);
+done:
+  for (int i = 0; i < n; i++)
+    if (ops[i]) sloth__node_release(ops[i]);
+  return r;
+}
+
+static sloth_tensor *binary(sloth__opcode op, sloth_tensor *a, sloth_tensor *b) {
+  BEGIN();
+  if (!sloth__tensor_ok(a) || !sloth__tensor_ok(b)) goto out;
+  sloth__node *xs[2] = {a->node, b->node};
+  result = finish(elementwise(op, 2, xs), t0);
+  END();
+}
+
+#define BINARY_FN(fn, op) \
+  sloth_tensor *fn(sloth_tensor *a, sloth_tensor *b) { return binary(op, a, b); }
+BINARY_FN(sloth_add, OP_ADD)
+BINARY_FN(sloth_sub, OP_SUB)
+BINARY_FN(sloth_mul, OP_MUL)
+BINARY_FN(sloth_div, OP_DIV)
+BINARY_FN(sloth_pow, OP_POW)
+BINARY_FN(sloth_maximum, OP_MAXIMUM)
+BINARY_FN(sloth_minimum, OP_MINIMUM)
+BINARY_FN(sloth_eq, OP_EQ)
+BINARY_FN(sloth_ne, OP_NE)
+BINARY_FN(sloth_lt, OP_LT)
+BINARY_FN(sloth_le, OP_LE)
+BINARY_FN(sloth_gt, OP_GT)
+BINARY_FN(sloth_ge, OP_GE)
+BINARY_FN(sloth_logical_and, OP_AND)
+BINARY_FN(sloth_logical_or, OP_OR)
+
+/* A scalar operand is a SCALAR node: its value is a kernel argument. It takes
+ * the tensor's dtype unless a fractional value meets an integer tensor. */
+static sloth__node *scalar_node(double v, sloth_dtype dt) {
+  sloth__node *n = new_node(OP_SCALAR, dt, 0, NULL, 0, NULL, NULL);
+  if (n) n->scalar = v;
+  return n;
+}
+
+static sloth_tensor *binary_scalar(sloth__opcode op, sloth_tensor *a, double s) {
+  BEGIN();
+  if (!sloth__tensor_ok(a)) goto out;
+  sloth_dtype dt = a->node->dtype;
+  if (!is_float(dt) && (s != floor(s) || !isfinite(s))) dt = SLOTH_F32;
+  sloth__node *sn = scalar_node(s, dt);
+  if (!sn) goto out;
+  sloth__node *xs[2] = {a->node, sn};
+  result = finish(elementwise(op, 2, xs), t0);
+  sloth__node_release(sn);
+  END();
+}
+
+sloth_tensor *sloth_add_scalar(sloth_tensor *a, double s) { return binary_scalar(OP_ADD, a, s); }
+sloth_tensor *sloth_sub_scalar(sloth_tensor *a, double s) { return binary_scalar(OP_SUB, a, s); }
+sloth_tensor *sloth_mul_scalar(sloth_tensor *a, double s) { return binary_scalar(OP_MUL, a, s); }
+sloth_tensor *sloth_div_scalar(sloth_tensor *a, double s) { return binary_scalar(OP_DIV, a, s); }
+sloth_tensor *sloth_pow_scalar(sloth_tensor *a, double s) { return binary_scalar(OP_POW, a, s); }
+
+sloth_tensor *sloth_where(sloth_tensor *cond, sloth_tensor *a, sloth_tensor *b) {
+  BEGIN();
+  if (!sloth__tensor_ok(cond) || !sloth__tensor_ok(a) || !sloth__tensor_ok(b)) goto out;
+  sloth__node *xs[3] = {cond->node, a->node, b->node};
+  result = finish(elementwise(OP_WHERE, 3, xs), t0);
+  END();
+}
+
+sloth_tensor *sloth_cast(sloth_tensor *x, sloth_dtype dt) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  if (!valid_dtype(dt)) {
+    sloth__fail(SLOTH_E_DTYPE, "cast: unknown dtype %d", (int)dt);
+    goto out;
+  }
+  result = finish(cast_node(x->node, dt), t0);
+  END();
+}
+
+/* ------------------------------------------------------------------ creation */
+
+sloth_tensor *sloth_from_host(const void *data, sloth_dtype dt, int rank, const int64_t *shape) {
+  BEGIN();
+  if (!valid_dtype(dt)) {
+    sloth__fail(SLOTH_E_DTYPE, "from_host: unknown dtype %d", (int)dt);
+    goto out;
+  }
+  if (check_shape(rank, shape) != SLOTH_OK) goto out;
+  size_t bytes = (size_t)sloth__numel(rank, shape) * sloth_dtype_size(dt);
+  if (bytes && !data) {
+    sloth__fail(SLOTH_E_INVALID, "from_host: NULL data");
+    goto out;
+  }
+  sloth__dbuf *b = sloth__buffer_get(bytes);
+  if (bytes && !b) goto out;
+  if (bytes && sloth__rt.backend->write(sloth__rt.dev, b->mem, 0, data, bytes) != SLOTH_OK) {
+    sloth__buffer_put(b);
+    goto out;
+  }
+  sloth__count(CTR_BYTES_TO_DEVICE, (int64_t)bytes);
+  sloth__node *n = new_node(OP_DATA, dt, rank, shape, 0, NULL, NULL);
+  if (!n) {
+    sloth__buffer_put(b);
+    goto out;
+  }
+  sloth__node_materialize(n, b);
+  result = finish(n, t0);
+  END();
+}
+
+sloth_tensor *sloth_scalar(double value, sloth_dtype dt) {
+  BEGIN();
+  if (!valid_dtype(dt)) {
+    sloth__fail(SLOTH_E_DTYPE, "scalar: unknown dtype %d", (int)dt);
+    goto out;
+  }
+  result = finish(scalar_node(value, dt), t0);
+  END();
+}
+
+sloth_tensor *sloth_full(double value, sloth_dtype dt, int rank, const int64_t *shape) {
+  BEGIN();
+  if (!valid_dtype(dt)) {
+    sloth__fail(SLOTH_E_DTYPE, "full: unknown dtype %d", (int)dt);
+    goto out;
+  }
+  if (check_shape(rank, shape) != SLOTH_OK) goto out;
+  sloth__node *s = scalar_node(value, dt);
+  if (!s) goto out;
+  result = finish(broadcast_node(s, rank, shape), t0);
+  sloth__node_release(s);
+  END();
+}
+
+sloth_tensor *sloth_zeros(sloth_dtype dt, int rank, const int64_t *shape) { return sloth_full(0.0, dt, rank, shape); }
+sloth_tensor *sloth_ones(sloth_dtype dt, int rank, const int64_t *shape) { return sloth_full(1.0, dt, rank, shape); }
+
+sloth_tensor *sloth_arange(double start, double stop, double step, sloth_dtype dt) {
+  BEGIN();
+  if (!valid_dtype(dt) || dt == SLOTH_BOOL) {
+    sloth__fail(SLOTH_E_DTYPE, "arange: dtype must be f32, i32 or u8");
+    goto out;
+  }
+  if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step)) {
+    sloth__fail(SLOTH_E_INVALID, "arange: step must be non-zero and bounds finite");
+    goto out;
+  }
+  double len = ceil((stop - start) / step);
+  int64_t n = len > 0 ? (int64_t)len : 0;
+  sloth__node *in[2] = {scalar_node(start, dt), scalar_node(step, dt)};
+  if (in[0] && in[1]) result = finish(new_node(OP_ARANGE, dt, 1, &n, 2, in, NULL), t0);
+  for (int i = 0; i < 2; i++)
+    if (in[i]) sloth__node_release(in[i]);
+  END();
+}
+
+/* ------------------------------------------------------------------ views */
+
+sloth_tensor *sloth_reshape(sloth_tensor *x, int rank, const int64_t *shape) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  if (rank < 0 || rank > SLOTH_MAX_RANK || (rank && !shape)) {
+    sloth__fail(SLOTH_E_INVALID, "reshape: bad rank %d or NULL shape", rank);
+    goto out;
+  }
+  int64_t s[SLOTH_MAX_RANK], known = 1;
+  int infer = -1;
+  for (int i = 0; i < rank; i++) {
+    s[i] = shape[i];
+    if (s[i] == -1 && infer < 0) infer = i;
+    else if (s[i] < 0) {
+      sloth__fail(SLOTH_E_INVALID, "reshape: bad size %lld in dimension %d", (long long)s[i], i);
+      goto out;
+    } else known *= s[i];
+  }
+  int64_t n = sloth__numel(x->node->rank, x->node->shape);
+  if (infer >= 0) {
+    if (known == 0 || n % known) {
+      sloth__fail(SLOTH_E_SHAPE, "reshape: cannot infer dimension %d for %lld elements", infer, (long long)n);
+      goto out;
+    }
+    s[infer] = n / known;
+  } else if (known != n) {
+    char a[128], b[128];
+    shape_str(a, sizeof a, x->node->rank, x->node->shape);
+    shape_str(b, sizeof b, rank, s);
+    sloth__fail(SLOTH_E_SHAPE, "reshape: %s (%lld elements) cannot become %s", a, (long long)n, b);
+    goto out;
+  }
+  result = finish(reshape_node(x->node, rank, s), t0);
+  END();
+}
+
+sloth_tensor *sloth_permute(sloth_tensor *x, const int *perm) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  int rank = x->node->rank;
+  if (rank && !perm) {
+    sloth__fail(SLOTH_E_INVALID, "permute: NULL permutation");
+    goto out;
+  }
+  sloth__attrs a = {0};
+  int64_t shape[SLOTH_MAX_RANK];
+  unsigned seen = 0;
+  bool identity = true;
+  for (int d = 0; d < rank; d++) {
+    int p = perm[d] < 0 ? perm[d] + rank : perm[d];
+    if (p < 0 || p >= rank || (seen >> p & 1)) {
+      sloth__fail(SLOTH_E_INVALID, "permute: entry %d (%d) is out of range or repeated", d, perm[d]);
+      goto out;
+    }
+    seen |= 1u << p;
+    a.perm[d] = p;
+    shape[d] = x->node->shape[p];
+    identity &= p == d;
+  }
+  if (identity) {
+    sloth__node_retain(x->node);
+    result = finish(x->node, t0);
+  } else {
+    result = finish(new_node(OP_PERMUTE, x->node->dtype, rank, shape, 1, &x->node, &a), t0);
+  }
+  END();
+}
+
+sloth_tensor *sloth_transpose(sloth_tensor *x, int axis0, int axis1) {
+  sloth__lock();
+  int perm[SLOTH_MAX_RANK];
+  sloth_tensor *r = NULL;
+  if (sloth__tensor_ok(x)) {
+    int rank = x->node->rank;
+    int a = norm_axis(axis0, rank, "transpose"), b = a < 0 ? a : norm_axis(axis1, rank, "transpose");
+    if (a >= 0 && b >= 0) {
+      for (int d = 0; d < rank; d++) perm[d] = d;
+      perm[a] = b;
+      perm[b] = a;
+      r = sloth_permute(x, perm);
+    }
+  }
+  sloth__unlock();
+  return r;
+}
+
+sloth_tensor *sloth_expand(sloth_tensor *x, int rank, const int64_t *shape) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  sloth__node *n = x->node;
+  if (rank < n->rank || rank > SLOTH_MAX_RANK || (rank && !shape)) {
+    sloth__fail(SLOTH_E_SHAPE, "expand: target rank %d is below the tensor's rank %d", rank, n->rank);
+    goto out;
+  }
+  int64_t s[SLOTH_MAX_RANK];
+  int lead = rank - n->rank;
+  for (int d = 0; d < rank; d++) {
+    int64_t have = d < lead ? 1 : n->shape[d - lead];
+    s[d] = shape[d] == -1 && d >= lead ? have : shape[d];
+    if (s[d] < 0 || (have != 1 && have != s[d])) {
+      sloth__fail(SLOTH_E_SHAPE, "expand: dimension %d of size %lld cannot become %lld", d, (long long)have, (long long)shape[d]);
+      goto out;
+    }
+  }
+  result = finish(broadcast_node(n, rank, s), t0);
+  END();
+}
+
+sloth_tensor *sloth_slice(sloth_tensor *x, int axis, int64_t start, int64_t stop, int64_t step) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  sloth__node *n = x->node;
+  int a = norm_axis(axis, n->rank, "slice");
+  if (a < 0) goto out;
+  if (step == 0) {
+    sloth__fail(SLOTH_E_INVALID, "slice: step must not be 0");
+    goto out;
+  }
+  /* Python's slice.indices() */
+  int64_t len = n->shape[a];
+  int64_t lo = step > 0 ? 0 : -1, hi = step > 0 ? len : len - 1;
+  if (start < 0) start += len;
+  if (stop < 0) stop += len;
+  start = start < lo ? lo : start > hi ? hi : start;
+  stop = stop < lo ? lo : stop > hi ? hi : stop;
+  int64_t count = step > 0 ? (stop - start + step - 1) / step : (start - stop - step - 1) / -step;
+  if (count < 0) count = 0;
+  if (count == 0) start = 0;
+  int64_t shape[SLOTH_MAX_RANK];
+  memcpy(shape, n->shape, sizeof shape);
+  shape[a] = count;
+  if (count == len && step == 1) {
+    sloth__node_retain(n);
+    result = finish(n, t0);
+    goto out;
+  }
+  sloth__attrs at = {0};
+  at.axis = a;
+  at.start = start;
+  at.step = step;
+  result = finish(new_node(OP_SLICE, n->dtype, n->rank, shape, 1, &n, &at), t0);
+  END();
+}
+
+sloth_tensor *sloth_squeeze(sloth_tensor *x, int axis) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  sloth__node *n = x->node;
+  int a = norm_axis(axis, n->rank, "squeeze");
+  if (a < 0) goto out;
+  if (n->shape[a] != 1) {
+    sloth__fail(SLOTH_E_SHAPE, "squeeze: axis %d has size %lld, not 1", axis, (long long)n->shape[a]);
+    goto out;
+  }
+  int64_t s[SLOTH_MAX_RANK];
+  int r = 0;
+  for (int d = 0; d < n->rank; d++)
+    if (d != a) s[r++] = n->shape[d];
+  result = finish(reshape_node(n, r, s), t0);
+  END();
+}
+
+sloth_tensor *sloth_unsqueeze(sloth_tensor *x, int axis) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  sloth__node *n = x->node;
+  if (n->rank == SLOTH_MAX_RANK) {
+    sloth__fail(SLOTH_E_INVALID, "unsqueeze: rank would exceed %d", SLOTH_MAX_RANK);
+    goto out;
+  }
+  int a = norm_axis(axis, n->rank + 1, "unsqueeze");
+  if (a < 0) goto out;
+  int64_t s[SLOTH_MAX_RANK];
+  for (int d = 0, i = 0; d <= n->rank; d++) s[d] = d == a ? 1 : n->shape[i++];
+  result = finish(reshape_node(n, n->rank + 1, s), t0);
+  END();
+}
+
+sloth_tensor *sloth_flatten(sloth_tensor *x, int start_axis, int end_axis) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  sloth__node *n = x->node;
+  if (n->rank == 0) {
+    int64_t one = 1;
+    result = finish(reshape_node(n, 1, &one), t0);
+    goto out;
+  }
+  int a = norm_axis(start_axis, n->rank, "flatten"), b = a < 0 ? a : norm_axis(end_axis, n->rank, "flatten");
+  if (a < 0 || b < 0) goto out;
+  if (b < a) {
+    sloth__fail(SLOTH_E_INVALID, "flatten: start axis %d is after end axis %d", start_axis, end_axis);
+    goto out;
+  }
+  int64_t s[SLOTH_MAX_RANK];
+  int r = 0;
+  for (int d = 0; d < n->rank; d++) {
+    if (d <= a || d > b) s[r++] = n->shape[d];
+    else s[r - 1] *= n->shape[d];
+  }
+  result = finish(reshape_node(n, r, s), t0);
+  END();
+}
+
+/* ------------------------------------------------------------------ reductions */
+
+static sloth_tensor *reduce(sloth__opcode op, sloth_tensor *x, const int *axes, int naxes, int keepdim) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  sloth__node *n = x->node;
+  const char *name = sloth__ops[op].name;
+  if (naxes < 0 || (naxes > 0 && !axes)) {
+    sloth__fail(SLOTH_E_INVALID, "%s: bad axes", name);
+    goto out;
+  }
+  uint32_t mask = 0;
+  for (int i = 0; i < naxes; i++) {
+    int a = norm_axis(axes[i], n->rank, name);
+    if (a < 0) goto out;
+    if (mask >> a & 1) {
+      sloth__fail(SLOTH_E_INVALID, "%s: axis %d repeated", name, axes[i]);
+      goto out;
+    }
+    mask |= 1u << a;
+  }
+  if (naxes == 0) mask = (uint32_t)((1u << n->rank) - 1);
+  bool arg = op == OP_ARGMAX || op == OP_ARGMIN;
+  for (int d = 0; d < n->rank; d++)
+    if ((mask >> d & 1) && n->shape[d] == 0 && (arg || op == OP_MAX || op == OP_MIN)) {
+      sloth__fail(SLOTH_E_SHAPE, "%s: reduction over an empty axis %d has no identity", name, d);
+      goto out;
+    }
+  sloth_dtype in_dt = n->dtype, out_dt;
+  if (op == OP_SUM || op == OP_PROD) in_dt = is_float(in_dt) ? in_dt : SLOTH_I32;
+  if (op == OP_MEAN) in_dt = SLOTH_F32;
+  out_dt = arg ? SLOTH_I32 : in_dt;
+  int64_t shape[SLOTH_MAX_RANK];
+  int r = 0;
+  for (int d = 0; d < n->rank; d++) {
+    if (!(mask >> d & 1)) shape[r++] = n->shape[d];
+    else if (keepdim) shape[r++] = 1;
+  }
+  sloth__attrs at = {0};
+  at.axes_mask = mask;
+  at.keepdim = keepdim != 0;
+  sloth__node *c = cast_node(n, in_dt);
+  if (!c) goto out;
+  result = finish(new_node(op, out_dt, r, shape, 1, &c, &at), t0);
+  sloth__node_release(c);
+  END();
+}
+
+sloth_tensor *sloth_sum(sloth_tensor *x, const int *axes, int naxes, int keepdim) { return reduce(OP_SUM, x, axes, naxes, keepdim); }
+sloth_tensor *sloth_mean(sloth_tensor *x, const int *axes, int naxes, int keepdim) { return reduce(OP_MEAN, x, axes, naxes, keepdim); }
+sloth_tensor *sloth_max(sloth_tensor *x, const int *axes, int naxes, int keepdim) { return reduce(OP_MAX, x, axes, naxes, keepdim); }
+sloth_tensor *sloth_min(sloth_tensor *x, const int *axes, int naxes, int keepdim) { return reduce(OP_MIN, x, axes, naxes, keepdim); }
+sloth_tensor *sloth_prod(sloth_tensor *x, const int *axes, int naxes, int keepdim) { return reduce(OP_PROD, x, axes, naxes, keepdim); }
+sloth_tensor *sloth_argmax(sloth_tensor *x, int axis, int keepdim) { return reduce(OP_ARGMAX, x, &axis, 1, keepdim); }
+sloth_tensor *sloth_argmin(sloth_tensor *x, int axis, int keepdim) { return reduce(OP_ARGMIN, x, &axis, 1, keepdim); }

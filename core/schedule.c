@@ -1,0 +1,174 @@
+/* schedule.c - groups the nodes of a graph into kernels (fusion).
+ *
+ * Rules:
+ *  - roots and reductions are materialized: each gets a buffer;
+ *  - every other node is fused into the kernel of its consumers, unless its
+ *    consumers sit in different kernels: then it is materialized too, so it
+ *    is computed once;
+ *  - elementwise kernels of the same output shape with no dependency between
+ *    them are merged into one kernel with several outputs.
+ */
+#include "lower.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void sloth__schedule_free(sloth__schedule *s) {
+  for (int k = 0; k < s->nkernels; k++) free(s->kernels[k].outputs);
+  free(s->kernels);
+  free(s->mat);
+  free(s->mat_node);
+  memset(s, 0, sizeof *s);
+}
+
+static bool same_shape(const sloth__node *a, const sloth__node *b) {
+  return a->rank == b->rank && memcmp(a->shape, b->shape, (size_t)a->rank * sizeof a->shape[0]) == 0;
+}
+
+int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
+  memset(s, 0, sizeof *s);
+  int n = g->n;
+  int *kernel_of = malloc((size_t)(n ? n : 1) * sizeof *kernel_of); /* group id of each node */
+  s->mat = malloc((size_t)(n ? n : 1) * sizeof *s->mat);
+  s->mat_node = malloc((size_t)(n ? n : 1) * sizeof *s->mat_node);
+  if (!kernel_of || !s->mat || !s->mat_node) {
+    free(kernel_of);
+    sloth__schedule_free(s);
+    return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
+  }
+  bool *is_root = calloc((size_t)(n ? n : 1), 1);
+  for (int i = 0; i < g->nroots; i++) is_root[g->roots[i]] = true;
+  for (int i = 0; i < n; i++) {
+    kernel_of[i] = -2; /* no consumer seen yet */
+    s->mat[i] = -1;
+  }
+
+  /* Consumers come after producers in post-order, so walking backwards sees
+   * every consumer of a node before the node itself. */
+  int ngroups = 0;
+  for (int i = n - 1; i >= 0; i--) {
+    sloth__node *x = g->order[i];
+    bool own = is_root[i] || sloth__ops[x->op].kind == KIND_REDUCE || kernel_of[i] == -1;
+    if (own) {
+      kernel_of[i] = ngroups++;
+      s->mat[i] = 0; /* numbered below */
+    }
+    for (int j = 0; j < x->nin; j++) {
+      sloth__node *in = x->in[j];
+      if (sloth__graph_is_input(in)) continue;
+      int p = in->order;
+      if (kernel_of[p] == -2) kernel_of[p] = kernel_of[i];
+      else if (kernel_of[p] != kernel_of[i]) kernel_of[p] = -1; /* consumers in two kernels */
+    }
+  }
+
+  /* Groups in execution order: a group runs after the groups it reads from.
+   * Group ids were given from the end, so reverse them. */
+  int *group_rank = malloc((size_t)(ngroups ? ngroups : 1) * sizeof *group_rank);
+  sloth__sched_kernel *ks = calloc((size_t)(ngroups ? ngroups : 1), sizeof *ks);
+  /* dependency bitsets between groups (transitive), for merging */
+  int words = (ngroups + 63) / 64;
+  uint64_t *deps = calloc((size_t)(ngroups ? ngroups : 1) * (size_t)(words ? words : 1), sizeof *deps);
+  if (!group_rank || !ks || !deps) {
+    free(group_rank), free(ks), free(deps), free(kernel_of), free(is_root);
+    sloth__schedule_free(s);
+    return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
+  }
+  for (int gi = 0; gi < ngroups; gi++) group_rank[gi] = ngroups - 1 - gi;
+  /* execution index e = group_rank[group]; collect each group's outputs */
+  for (int i = 0; i < n; i++) {
+    if (s->mat[i] < 0) continue;
+    int e = group_rank[kernel_of[i]];
+    ks[e].outputs = malloc(sizeof(int));
+    ks[e].outputs[0] = i;
+    ks[e].noutputs = 1;
+    ks[e].reduce = sloth__ops[g->order[i]->op].kind == KIND_REDUCE;
+  }
+  /* direct dependencies: kernel e reads a materialized node of kernel f */
+  for (int i = 0; i < n; i++) {
+    sloth__node *x = g->order[i];
+    int e = group_rank[kernel_of[i]];
+    for (int j = 0; j < x->nin; j++) {
+      sloth__node *in = x->in[j];
+      if (sloth__graph_is_input(in)) continue;
+      int p = in->order;
+      if (s->mat[p] < 0 || kernel_of[p] == kernel_of[i]) continue;
+      int f = group_rank[kernel_of[p]];
+      deps[(size_t)e * words + f / 64] |= 1ull << (f % 64);
+    }
+  }
+
+  /* Merge independent elementwise kernels with the same output shape. A
+   * merge is refused when either kernel reaches the other through the
+   * dependency graph, which keeps the merged graph acyclic. */
+  int *leader = malloc((size_t)(ngroups ? ngroups : 1) * sizeof *leader);
+  int *stack = malloc((size_t)(ngroups ? ngroups : 1) * sizeof *stack);
+  char *seen = malloc((size_t)(ngroups ? ngroups : 1));
+  for (int e = 0; e < ngroups; e++) leader[e] = e;
+  for (int f = 1; f < ngroups; f++) {
+    if (ks[f].reduce) continue;
+    for (int e = 0; e < f; e++) {
+      if (leader[e] != e || ks[e].reduce) continue;
+      if (!same_shape(g->order[ks[e].outputs[0]], g->order[ks[f].outputs[0]])) continue;
+      /* does f (alone, not yet merged) reach group e through its dependencies? */
+      memset(seen, 0, (size_t)ngroups);
+      int top = 0;
+      bool reaches = false;
+      stack[top++] = f;
+      seen[f] = 1;
+      while (top > 0 && !reaches) {
+        int k = stack[--top];
+        for (int m = 0; m < ngroups && !reaches; m++) {
+          if (!(deps[(size_t)k * words + m / 64] >> (m % 64) & 1)) continue;
+          /* entering any member of m's group means depending on that group */
+          int L = leader[m];
+          if (L == e) reaches = true;
+          for (int q = 0; q < ngroups; q++)
+            if (leader[q] == L && !seen[q]) {
+              seen[q] = 1;
+              stack[top++] = q;
+            }
+        }
+      }
+      if (reaches) continue;
+      int *o = realloc(ks[e].outputs, (size_t)(ks[e].noutputs + ks[f].noutputs) * sizeof *o);
+      if (!o) continue;
+      memcpy(o + ks[e].noutputs, ks[f].outputs, (size_t)ks[f].noutputs * sizeof *o);
+      free(ks[f].outputs);
+      ks[f].outputs = NULL;
+      ks[e].outputs = o;
+      ks[e].noutputs += ks[f].noutputs;
+      leader[f] = e;
+      break;
+    }
+  }
+  /* Topological order of the merged groups (Kahn), earliest original kernel first. */
+  char *done = calloc((size_t)(ngroups ? ngroups : 1), 1);
+  s->kernels = calloc((size_t)(ngroups ? ngroups : 1), sizeof *s->kernels);
+  for (;;) {
+    int pick = -1;
+    for (int e = 0; e < ngroups && pick < 0; e++) {
+      if (leader[e] != e || done[e]) continue;
+      bool ready = true;
+      for (int q = 0; q < ngroups && ready; q++) {
+        if (leader[q] != e) continue;
+        for (int m = 0; m < ngroups && ready; m++)
+          if ((deps[(size_t)q * words + m / 64] >> (m % 64) & 1) && leader[m] != e && !done[leader[m]]) ready = false;
+      }
+      if (ready) pick = e;
+    }
+    if (pick < 0) break;
+    done[pick] = 1;
+    s->kernels[s->nkernels++] = ks[pick];
+  }
+  free(done), free(seen), free(stack), free(leader);
+  /* number the materialized slots in execution order */
+  for (int k = 0; k < s->nkernels; k++)
+    for (int o = 0; o < s->kernels[k].noutputs; o++) {
+      int i = s->kernels[k].outputs[o];
+      s->mat_node[s->nmat] = i;
+      s->mat[i] = s->nmat++;
+    }
+  free(deps), free(ks), free(group_rank), free(kernel_of), free(is_root);
+  return SLOTH_OK;
+}

@@ -1,0 +1,232 @@
+/*
+ * sloth.h - the public API of Sloth, a lazy tensor runtime.
+ *
+ * Quick tour
+ * ----------
+ *   sloth_tensor *a = sloth_from_host(data, SLOTH_F32, 2, (int64_t[]){4, 5});
+ *   sloth_tensor *b = sloth_exp(sloth_mul_scalar(a, 0.5));   // recorded, not run
+ *   float out[20];
+ *   sloth_to_host(b, out, sizeof out);                       // sync point: runs
+ *
+ * Ops only record IR nodes. Work runs at a sync point: sloth_mark_step(),
+ * sloth_sync(), or reading a tensor back (sloth_to_host). At a sync point the
+ * pending graph is hashed and looked up in a cache of compiled plans; a hit
+ * launches the cached kernels and compiles nothing.
+ *
+ * Errors: a function returning a tensor returns NULL and records a message
+ * (sloth_last_error()). Every op given a NULL operand returns NULL, so a chain
+ * of calls can be checked once at the end. Functions returning int return
+ * SLOTH_OK (0) or a negative sloth_status.
+ *
+ * Ownership: every returned tensor holds one reference owned by the caller.
+ * Release it with sloth_release(), or open a scope with sloth_scope_begin():
+ * tensors created inside are released by sloth_scope_end() unless passed to
+ * sloth_keep(). Ops never take ownership of their operands.
+ *
+ * Threads: every entry point takes one library-wide lock, so calls from
+ * several threads never corrupt state; they are serialized. Scopes are per
+ * thread. sloth_last_error() is per thread. A tensor may be used from any
+ * thread, but releasing it while another thread still uses it is a bug in
+ * the caller, as with free().
+ */
+#ifndef SLOTH_H
+#define SLOTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLOTH_MAX_RANK 8
+
+/* ------------------------------------------------------------------ tensors */
+
+typedef struct sloth_tensor sloth_tensor;
+
+typedef enum sloth_dtype {
+  SLOTH_F32 = 0,
+  SLOTH_I32 = 1,
+  SLOTH_U8 = 2,
+  SLOTH_BOOL = 3,
+  /* reserved for the op-set issue: SLOTH_F16 = 4, SLOTH_I64 = 5, SLOTH_F64 = 6 */
+  SLOTH_DTYPE_COUNT = 4
+} sloth_dtype;
+
+typedef enum sloth_status {
+  SLOTH_OK = 0,
+  SLOTH_E_INVALID = -1,    /* bad argument: NULL, bad axis, bad size */
+  SLOTH_E_SHAPE = -2,      /* shapes do not match or broadcast */
+  SLOTH_E_DTYPE = -3,      /* dtype not allowed for this op */
+  SLOTH_E_DEVICE = -4,     /* no device, or the device failed */
+  SLOTH_E_NOMEM = -5,      /* host or device memory exhausted */
+  SLOTH_E_COMPILE = -6,    /* a generated kernel failed to build */
+  SLOTH_E_UNSUPPORTED = -7 /* valid request the device cannot do */
+} sloth_status;
+
+const char *sloth_last_error(void);           /* message of the last failure on this thread */
+void sloth_clear_error(void);                 /* forget it (an op given NULL keeps an earlier message) */
+sloth_status sloth_last_status(void);         /* its code */
+const char *sloth_status_string(sloth_status s);
+size_t sloth_dtype_size(sloth_dtype dt);
+const char *sloth_dtype_name(sloth_dtype dt);
+
+/* Creation. Shapes are int64_t[rank], rank 0..SLOTH_MAX_RANK; sizes may be 0. */
+sloth_tensor *sloth_from_host(const void *data, sloth_dtype dt, int rank, const int64_t *shape);
+sloth_tensor *sloth_full(double value, sloth_dtype dt, int rank, const int64_t *shape);
+sloth_tensor *sloth_zeros(sloth_dtype dt, int rank, const int64_t *shape);
+sloth_tensor *sloth_ones(sloth_dtype dt, int rank, const int64_t *shape);
+/* [start, stop) by step, like numpy.arange. */
+sloth_tensor *sloth_arange(double start, double stop, double step, sloth_dtype dt);
+/* A rank-0 tensor whose value is a kernel argument: changing it compiles nothing. */
+sloth_tensor *sloth_scalar(double value, sloth_dtype dt);
+
+/* Copies the tensor's elements (row-major) into dst; bytes must equal
+ * numel * dtype size. A sync point for the tensor. */
+int sloth_to_host(sloth_tensor *t, void *dst, size_t bytes);
+
+/* Introspection */
+int sloth_rank(const sloth_tensor *t);
+int64_t sloth_dim(const sloth_tensor *t, int axis); /* negative axis counts from the end */
+const int64_t *sloth_shape(const sloth_tensor *t);
+int64_t sloth_numel(const sloth_tensor *t);
+sloth_dtype sloth_dtype_of(const sloth_tensor *t);
+uint64_t sloth_tensor_id(const sloth_tensor *t); /* unique, never reused */
+int sloth_is_pending(const sloth_tensor *t);      /* 1 if it has IR not yet run */
+
+/* References and scopes */
+sloth_tensor *sloth_retain(sloth_tensor *t);
+void sloth_release(sloth_tensor *t);
+void sloth_scope_begin(void);
+void sloth_scope_end(void);
+sloth_tensor *sloth_keep(sloth_tensor *t); /* move t out of the innermost scope */
+
+/* ----------------------------------------------------------------- ops */
+
+/* Elementwise unary. Math ops on integer tensors compute in f32. */
+sloth_tensor *sloth_neg(sloth_tensor *x);
+sloth_tensor *sloth_abs(sloth_tensor *x);
+sloth_tensor *sloth_exp(sloth_tensor *x);
+sloth_tensor *sloth_log(sloth_tensor *x);
+sloth_tensor *sloth_sqrt(sloth_tensor *x);
+sloth_tensor *sloth_rsqrt(sloth_tensor *x);
+sloth_tensor *sloth_sin(sloth_tensor *x);
+sloth_tensor *sloth_cos(sloth_tensor *x);
+sloth_tensor *sloth_tanh(sloth_tensor *x);
+sloth_tensor *sloth_sigmoid(sloth_tensor *x);
+sloth_tensor *sloth_relu(sloth_tensor *x);
+sloth_tensor *sloth_floor(sloth_tensor *x);
+sloth_tensor *sloth_ceil(sloth_tensor *x);
+sloth_tensor *sloth_round(sloth_tensor *x);
+sloth_tensor *sloth_square(sloth_tensor *x);
+sloth_tensor *sloth_reciprocal(sloth_tensor *x);
+sloth_tensor *sloth_sign(sloth_tensor *x);
+sloth_tensor *sloth_logical_not(sloth_tensor *x);
+
+/* Elementwise binary with NumPy broadcasting and type promotion
+ * (bool < u8 < i32 < f32). Comparisons give SLOTH_BOOL. */
+sloth_tensor *sloth_add(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_sub(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_mul(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_div(sloth_tensor *a, sloth_tensor *b); /* true division: ints give f32 */
+sloth_tensor *sloth_pow(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_maximum(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_minimum(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_eq(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_ne(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_lt(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_le(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_gt(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_ge(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_logical_and(sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_logical_or(sloth_tensor *a, sloth_tensor *b);
+
+/* Scalar operands: the value is a kernel argument (never hashed), typed
+ * like the tensor operand. */
+sloth_tensor *sloth_add_scalar(sloth_tensor *a, double s);
+sloth_tensor *sloth_sub_scalar(sloth_tensor *a, double s);
+sloth_tensor *sloth_mul_scalar(sloth_tensor *a, double s);
+sloth_tensor *sloth_div_scalar(sloth_tensor *a, double s);
+sloth_tensor *sloth_pow_scalar(sloth_tensor *a, double s);
+
+/* where(cond, a, b): cond is cast to bool; a and b promote; all broadcast. */
+sloth_tensor *sloth_where(sloth_tensor *cond, sloth_tensor *a, sloth_tensor *b);
+sloth_tensor *sloth_cast(sloth_tensor *x, sloth_dtype dt);
+
+/* Views (no copy when run: they become index arithmetic in the consumer). */
+sloth_tensor *sloth_reshape(sloth_tensor *x, int rank, const int64_t *shape); /* one -1 allowed */
+sloth_tensor *sloth_permute(sloth_tensor *x, const int *perm);
+sloth_tensor *sloth_transpose(sloth_tensor *x, int axis0, int axis1);
+sloth_tensor *sloth_expand(sloth_tensor *x, int rank, const int64_t *shape);
+/* Python-like x[start:stop:step] along axis; negative start/stop count from the
+ * end and are clamped; step may be negative but not 0. */
+sloth_tensor *sloth_slice(sloth_tensor *x, int axis, int64_t start, int64_t stop, int64_t step);
+sloth_tensor *sloth_squeeze(sloth_tensor *x, int axis); /* axis must have size 1 */
+sloth_tensor *sloth_unsqueeze(sloth_tensor *x, int axis);
+sloth_tensor *sloth_flatten(sloth_tensor *x, int start_axis, int end_axis);
+
+/* Reductions over a set of axes (naxes == 0 means all axes). */
+sloth_tensor *sloth_sum(sloth_tensor *x, const int *axes, int naxes, int keepdim);
+sloth_tensor *sloth_mean(sloth_tensor *x, const int *axes, int naxes, int keepdim);
+sloth_tensor *sloth_max(sloth_tensor *x, const int *axes, int naxes, int keepdim);
+sloth_tensor *sloth_min(sloth_tensor *x, const int *axes, int naxes, int keepdim);
+sloth_tensor *sloth_prod(sloth_tensor *x, const int *axes, int naxes, int keepdim);
+/* Index of the first max/min along one axis, as SLOTH_I32. */
+sloth_tensor *sloth_argmax(sloth_tensor *x, int axis, int keepdim);
+sloth_tensor *sloth_argmin(sloth_tensor *x, int axis, int keepdim);
+
+/* ------------------------------------------------------------- runtime */
+
+/* Selects the device ("opencl", "opencl:N"; NULL reads SLOTH_DEVICE, else the
+ * default: the first GPU, else a CPU device). Called implicitly by the first
+ * op; calling it later with another device fails while tensors live. */
+int sloth_init(const char *device);
+void sloth_shutdown(void); /* releases caches and the device; tensors must be gone */
+
+int sloth_mark_step(void);                         /* sync every live tensor with pending IR */
+int sloth_sync(sloth_tensor *const *tensors, int n); /* sync a chosen set, as one graph */
+int sloth_wait(void);                              /* wait for enqueued device work */
+
+typedef struct sloth_device_info {
+  char backend[16];      /* "opencl" or "cuda" */
+  int index;             /* N in "backend:N" */
+  char name[128];
+  char vendor[128];
+  char version[128];     /* driver / platform version */
+  int is_gpu;
+  int compute_units;
+  int fp16;              /* 1 if half arithmetic is supported */
+  int fp64;
+  uint64_t global_mem_bytes;
+  uint64_t max_alloc_bytes;
+} sloth_device_info;
+
+/* Devices of every compiled-in backend, in SLOTH_DEVICE order. */
+int sloth_device_count(void);
+int sloth_device_get(int i, sloth_device_info *out);
+int sloth_device_default(void);          /* index into the list, or negative */
+int sloth_device_current(sloth_device_info *out); /* the device in use */
+/* Why a backend has no devices (empty string if it has some). */
+const char *sloth_backend_status(const char *backend);
+
+/* ------------------------------------------------------------- metrics */
+
+/* Counters: plan_cache_hit, plan_cache_miss, kernel_compile, kernel_cache_hit,
+ * kernel_launch, bytes_to_device, bytes_from_device, graph_trim, sync,
+ * nodes_created, buffer_alloc, buffer_reuse. Timers (nanoseconds):
+ * trace_ns, lower_ns, compile_ns, execute_ns. */
+int64_t sloth_counter(const char *name); /* -1 for an unknown name */
+void sloth_metrics_reset(void);
+void sloth_metrics_report(FILE *out);    /* one "name: value" per line */
+
+/* ------------------------------------------------------------- debugging */
+
+typedef enum sloth_dump_format { SLOTH_DUMP_TEXT = 0, SLOTH_DUMP_DOT = 1 } sloth_dump_format;
+int sloth_dump_graph(const sloth_tensor *t, FILE *out, sloth_dump_format fmt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
