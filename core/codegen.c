@@ -96,7 +96,7 @@ typedef struct cg {
   int nvars;
   memo *memos;
   int nmemos, capmemos;
-  const sloth__node *computing; /* output being computed: emit it, do not load it */
+  const sloth__sched_kernel *k; /* the kernel being generated */
   bool oom;
 } cg;
 
@@ -332,6 +332,13 @@ static int emit_view(cg *c, const sloth__node *n, const position *ix) {
   return v;
 }
 
+/* The kernel's own outputs are computed, never loaded. */
+static bool is_output(const cg *c, const sloth__node *n) {
+  for (int o = 0; o < c->k->noutputs; o++)
+    if (c->g->order[c->k->outputs[o]] == n) return true;
+  return false;
+}
+
 static int emit(cg *c, const sloth__node *n, const position *ix) {
   char *key = index_key(c, ix);
   for (int i = 0; i < c->nmemos; i++)
@@ -348,7 +355,7 @@ static int emit(cg *c, const sloth__node *n, const position *ix) {
     free(e);
     return v;
   }
-  if (sloth__graph_is_input(n) || (c->s->mat[n->order] >= 0 && n != c->computing)) return emit_load(c, n, ix);
+  if (sloth__graph_is_input(n) || (c->s->mat[n->order] >= 0 && !is_output(c, n))) return emit_load(c, n, ix);
 
   const sloth__op_info *info = &sloth__ops[n->op];
   switch (info->kind) {
@@ -514,13 +521,11 @@ static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
   position ix = {.linear = true, .lin = xstrdup(c, "gid")};
   for (int o = 0; o < k->noutputs; o++) {
     const sloth__node *node = c->g->order[k->outputs[o]];
-    c->computing = node;
     int v = emit(c, node, &ix);
     int arg = add_arg(c, ARG_MAT, c->s->mat[node->order], node->dtype);
     c->out->args[arg].written = true;
     sloth__str_printf(&c->body, "  a%d[gid] = v%d;\n", arg, v);
   }
-  c->computing = NULL;
   index_free(&ix);
   size_t local = 256;
   c->out->geom.local = local;
@@ -539,7 +544,7 @@ static bool needs_long(const sloth__graph *g, const sloth__sched_kernel *k) {
 int sloth__codegen(const sloth__graph *g, const sloth__schedule *s, int kernel, sloth__generated *out) {
   memset(out, 0, sizeof *out);
   const sloth__sched_kernel *k = &s->kernels[kernel];
-  cg c = {.g = g, .s = s, .d = &dialects[sloth__rt.backend->dialect], .out = out};
+  cg c = {.g = g, .s = s, .k = k, .d = &dialects[sloth__rt.backend->dialect], .out = out};
   c.idx_t = needs_long(g, k) ? "long" : "int";
   add_arg(&c, ARG_PARAMS, 0, SLOTH_F32);
   if (k->reduce) {
@@ -552,7 +557,6 @@ int sloth__codegen(const sloth__graph *g, const sloth__schedule *s, int kernel, 
     int lanes = sloth__rt.info.is_gpu ? 256 : 64;
     if (sloth__rt.info.is_gpu || outer < 4 * (int64_t)(sloth__rt.info.compute_units ? sloth__rt.info.compute_units : 1))
       while ((int64_t)local < inner && local < (size_t)lanes) local *= 2;
-    c.computing = r;
     snprintf(out->name, sizeof out->name, "sloth_reduce");
     gen_reduce(&c, s->mat[r->order], r, local);
   } else {

@@ -5,8 +5,10 @@
  *  - every other node is fused into the kernel of its consumers, unless its
  *    consumers sit in different kernels: then it is materialized too, so it
  *    is computed once;
- *  - elementwise kernels of the same output shape with no dependency between
- *    them are merged into one kernel with several outputs.
+ *  - elementwise kernels of the same output shape are merged into one kernel
+ *    with several outputs when neither reaches the other through a third
+ *    kernel (a direct read is fine: the merged kernel computes the value
+ *    instead of loading it).
  */
 #include "lower.h"
 
@@ -110,7 +112,8 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     for (int e = 0; e < f; e++) {
       if (leader[e] != e || ks[e].reduce) continue;
       if (!same_shape(g->order[ks[e].outputs[0]], g->order[ks[f].outputs[0]])) continue;
-      /* does f (alone, not yet merged) reach group e through its dependencies? */
+      /* Does f reach group e through another group? A direct read of e is
+       * fine: a kernel computes its own outputs instead of loading them. */
       memset(seen, 0, (size_t)ngroups);
       int top = 0;
       bool reaches = false;
@@ -120,6 +123,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
         int k = stack[--top];
         for (int m = 0; m < ngroups && !reaches; m++) {
           if (!(deps[(size_t)k * words + m / 64] >> (m % 64) & 1)) continue;
+          if (k == f && leader[m] == e) continue;
           /* entering any member of m's group means depending on that group */
           int L = leader[m];
           if (L == e) reaches = true;

@@ -1,0 +1,4 @@
+# tests of the runtime: fusion, caching, metrics, errors, scopes, threads
+check_PROGRAMS += tests/test_runtime
+tests_test_runtime_SOURCES = tests/test_runtime.c
+tests_test_runtime_LDADD = libsloth.la
