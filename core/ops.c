@@ -20,8 +20,13 @@ static bool valid_dtype(sloth_dtype dt) { return (int)dt >= 0 && dt < SLOTH_DTYP
 static int check_shape(int rank, const int64_t *shape) {
   if (rank < 0 || rank > SLOTH_MAX_RANK) return sloth__fail(SLOTH_E_INVALID, "rank %d out of range 0..%d", rank, SLOTH_MAX_RANK);
   if (rank > 0 && !shape) return sloth__fail(SLOTH_E_INVALID, "NULL shape for rank %d", rank);
-  for (int i = 0; i < rank; i++)
+  int64_t n = 1;
+  for (int i = 0; i < rank; i++) {
     if (shape[i] < 0) return sloth__fail(SLOTH_E_INVALID, "negative size %lld in dimension %d", (long long)shape[i], i);
+    if (shape[i] && n > ((int64_t)1 << 56) / shape[i])
+      return sloth__fail(SLOTH_E_INVALID, "shape too large: more than 2^56 elements");
+    n *= shape[i];
+  }
   return SLOTH_OK;
 }
 
@@ -174,7 +179,7 @@ UNARY_FN(sloth_logical_not, OP_NOT)
  * conditions cast to bool), then builds the node. */
 static sloth__node *elementwise(sloth__opcode op, int n, sloth__node *const *xs) {
   const sloth__op_info *info = &sloth__ops[op];
-  int rank;
+  int rank = 0;
   int64_t shape[SLOTH_MAX_RANK];
   if (broadcast_shapes(info->name, n, xs, &rank, shape) != SLOTH_OK) return NULL;
   int first = op == OP_WHERE ? 1 : 0; /* where's condition is not promoted with the values */

@@ -160,6 +160,12 @@ void sloth__executor_shutdown(void);
 
 void sloth_shutdown(void) {
   sloth__lock();
+  if (sloth__tensor_first()) {
+    /* their buffers belong to the device: closing it would strand them */
+    sloth__fail(SLOTH_E_INVALID, "sloth_shutdown: tensors are still alive; release them first");
+    sloth__unlock();
+    return;
+  }
   if (sloth__rt.dev) {
     sloth__rt.backend->finish(sloth__rt.dev);
     sloth__executor_shutdown();

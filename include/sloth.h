@@ -183,7 +183,9 @@ sloth_tensor *sloth_argmin(sloth_tensor *x, int axis, int keepdim);
  * default: the first GPU, else a CPU device). Called implicitly by the first
  * op; calling it later with another device fails while tensors live. */
 int sloth_init(const char *device);
-void sloth_shutdown(void); /* releases caches and the device; tensors must be gone */
+/* Releases caches and the device. Does nothing (and records an error) while
+ * tensors are alive. */
+void sloth_shutdown(void);
 
 int sloth_mark_step(void);                         /* sync every live tensor with pending IR */
 int sloth_sync(sloth_tensor *const *tensors, int n); /* sync a chosen set, as one graph */

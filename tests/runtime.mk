@@ -2,3 +2,7 @@
 check_PROGRAMS += tests/test_runtime
 tests_test_runtime_SOURCES = tests/test_runtime.c
 tests_test_runtime_LDADD = libsloth.la
+
+check_PROGRAMS += tests/test_device_errors
+tests_test_device_errors_SOURCES = tests/test_device_errors.c
+tests_test_device_errors_LDADD = libsloth.la

@@ -208,6 +208,16 @@ static void test_bad_input(void) {
   ok(sloth_rank(gone) == -1, "introspection of a released tensor fails: %s", sloth_last_error());
   sloth_clear_error();
 
+  /* an allocation past the device's maximum single allocation: a clear error */
+  sloth_device_info dev;
+  sloth_device_current(&dev);
+  int64_t big = (int64_t)(dev.max_alloc_bytes / 4) + 1024;
+  sloth_tensor *zf = sloth_cast(sloth_zeros(SLOTH_U8, 1, &big), SLOTH_F32);
+  ok(sloth_sync(&zf, 1) == SLOTH_E_NOMEM && strstr(sloth_last_error(), "maximum single allocation"),
+     "a tensor past the device's maximum allocation fails clearly: %s", sloth_last_error());
+  ok(sloth_is_pending(zf) == 1, "and stays pending");
+  sloth_clear_error();
+
   /* the runtime still works afterwards */
   float out[12];
   sloth_tensor *c = sloth_add_scalar(a, 2.0);
