@@ -1,19 +1,9 @@
 /* opencl.c - the OpenCL backend: devices through the ICD loader, buffers,
  * program builds and asynchronous launches on one in-order queue. */
-#define CL_TARGET_OPENCL_VERSION 120
-#include <CL/cl.h>
-
-#include "../core/internal.h"
+#include "opencl.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-struct sloth__device {
-  cl_platform_id platform;
-  cl_device_id device;
-  cl_context context;
-  cl_command_queue queue;
-};
 
 struct sloth__kernel {
   cl_program program;
@@ -269,4 +259,5 @@ const sloth__backend sloth__opencl_backend = {
     .kernel_free = cl_kernel_free,
     .launch = cl_launch,
     .finish = cl_finish,
+    .gemm = sloth__clblast_gemm,
 };

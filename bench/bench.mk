@@ -1,0 +1,59 @@
+# bench.mk - benchmarks (`make bench` builds and runs them), the CPU math
+# kernels embedded into the library, and their accuracy test.
+#
+# Each benchmark prints one "figure value unit" line per figure. They are
+# built by `make` (noinst) but never run by `make check`.
+
+# ------------------------------------------------------------------ kernels/ sources embedded into the library
+# kernels/cpu_math.cl (vectorizable log/sin/cos for CPU devices) becomes a C
+# char array in kernels/cpu_math.cl.h, included by core/codegen.c. od and sed
+# are in every POSIX userland (no xxd needed).
+EXTRA_DIST += kernels/cpu_math.cl
+BUILT_SOURCES = kernels/cpu_math.cl.h
+nodist_libsloth_la_SOURCES = kernels/cpu_math.cl.h
+CLEANFILES = kernels/cpu_math.cl.h
+kernels/cpu_math.cl.h: $(srcdir)/kernels/cpu_math.cl
+	$(AM_V_GEN)$(MKDIR_P) kernels && \
+	{ echo '/* generated from kernels/cpu_math.cl by bench/bench.mk: do not edit */'; \
+	  echo 'static const char sloth__cpu_math_cl[] = {'; \
+	  od -An -v -tx1 $(srcdir)/kernels/cpu_math.cl | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0};'; } > $@-t && mv $@-t $@
+
+# ------------------------------------------------------------------ benchmarks
+bench_programs = bench/bench_elementwise$(EXEEXT) bench/bench_overhead$(EXEEXT)
+noinst_PROGRAMS += bench/bench_elementwise bench/bench_overhead
+noinst_HEADERS += bench/bench_util.h bench/bench_loops.h
+
+# The C baselines, compiled on their own with -O3 -ffast-math and the host's
+# instruction set, so that gcc vectorizes sinf/expf/... with glibc's libmvec.
+# `make bench BENCH_ARCH_CFLAGS=` builds them for the generic target instead.
+BENCH_ARCH_CFLAGS = -march=native
+noinst_LIBRARIES = bench/libbenchloops.a
+bench_libbenchloops_a_SOURCES = bench/bench_loops.c
+bench_libbenchloops_a_CFLAGS = $(AM_CFLAGS) $(OPENMP_CFLAGS) -O3 -ffast-math $(BENCH_ARCH_CFLAGS)
+
+bench_bench_elementwise_SOURCES = bench/bench_elementwise.c
+bench_bench_elementwise_CFLAGS = $(AM_CFLAGS) $(OPENMP_CFLAGS)
+bench_bench_elementwise_LDFLAGS = $(OPENMP_CFLAGS)
+bench_bench_elementwise_LDADD = libsloth.la bench/libbenchloops.a
+
+bench_bench_overhead_SOURCES = bench/bench_overhead.c
+bench_bench_overhead_LDADD = libsloth.la
+
+# probe_ops + vectorization.sh: which ops keep fused kernels vectorized on POCL
+noinst_PROGRAMS += bench/probe_ops
+bench_probe_ops_SOURCES = bench/probe_ops.c
+bench_probe_ops_LDADD = libsloth.la
+EXTRA_DIST += bench/vectorization.sh
+
+bench: $(bench_programs)
+	@for p in $(bench_programs); do \
+	  echo "# $$p"; \
+	  ./$$p || exit 1; \
+	done
+.PHONY: bench
+
+# ------------------------------------------------------------------ tests of kernels/
+check_PROGRAMS += tests/test_cpu_math
+tests_test_cpu_math_SOURCES = tests/test_cpu_math.c
+tests_test_cpu_math_LDADD = libsloth.la

@@ -10,6 +10,7 @@
 #define SLOTH_BACKEND_H
 
 #include "sloth.h"
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct sloth__device sloth__device;   /* backend-defined */
@@ -33,6 +34,20 @@ typedef struct sloth__launch {
   size_t local;          /* work-group / block size */
   size_t local_mem;      /* bytes of dynamic local/shared memory, 0 if none */
 } sloth__launch;
+
+/* One GEMM call on row-major matrices, for each batch b:
+ *   C[b] (m x n) = alpha * op(A[b]) (m x k) * op(B[b]) (k x n) + beta * C[b]
+ * op() transposes when trans_* is set (the matrix is stored k x m / n x k).
+ * Offsets are per batch, in elements. */
+typedef struct sloth__gemm {
+  sloth_dtype dtype;
+  bool trans_a, trans_b;
+  size_t m, n, k;
+  size_t lda, ldb, ldc;
+  size_t batch;
+  const size_t *a_offsets, *b_offsets, *c_offsets;
+  float alpha, beta;
+} sloth__gemm;
 
 typedef struct sloth__backend {
   const char *name;                 /* "opencl", "cuda" */
@@ -63,6 +78,8 @@ typedef struct sloth__backend {
   int (*launch)(sloth__device *dev, sloth__kernel *k, const sloth__launch *geom, int nargs,
                 const sloth__karg *args);
   int (*finish)(sloth__device *dev);
+  /* Matrix products through the vendor BLAS (NULL: unsupported). */
+  int (*gemm)(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c);
 } sloth__backend;
 
 /* The compiled-in backends, in the order SLOTH_DEVICE's default looks at them. */

@@ -1,4 +1,7 @@
 /* backends.c - the list of compiled-in backends. */
+#ifdef HAVE_CONFIG_H
+#include "config.h" /* SLOTH_WITH_CUDA (configure --with-cuda, the default) */
+#endif
 #include "internal.h"
 
 extern const sloth__backend sloth__opencl_backend;

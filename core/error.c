@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static _Thread_local char last_message[16384];
+static _Thread_local char last_message[65536];
 static _Thread_local sloth_status last_status = SLOTH_OK;
 
 sloth_status sloth__fail(sloth_status s, const char *fmt, ...) {

@@ -1,5 +1,6 @@
 /* executor.c - sync points: walk the pending graph, hash it, find or build
  * a plan, run it, and attach the results to the nodes. */
+#include "gemm.h"
 #include "lower.h"
 
 #include <errno.h>
@@ -11,7 +12,16 @@
 
 /* ------------------------------------------------------------------ plans */
 
+/* A library GEMM call: its descriptor, per-batch offsets, and where its
+ * operands live (ARG_INPUT or ARG_MAT bindings). */
+typedef struct plan_gemm {
+  sloth__gemm desc; /* offsets point into `offsets` */
+  size_t *offsets;  /* a, b and c offsets: 3 * batch */
+  sloth__arg a, b, c;
+} plan_gemm;
+
 typedef struct plan_kernel {
+  plan_gemm *gemm;       /* set for a library call instead of a generated kernel */
   sloth__kernel *kernel; /* owned by the kernel cache */
   sloth__launch geom;
   sloth__arg *args;
@@ -52,6 +62,8 @@ static int plan_cache_capacity(void) {
 
 static void plan_free(plan *p) {
   for (int k = 0; k < p->nkernels; k++) {
+    if (p->kernels[k].gemm) free(p->kernels[k].gemm->offsets);
+    free(p->kernels[k].gemm);
     free(p->kernels[k].args);
     sloth__buffer_put(p->kernels[k].params);
   }
@@ -119,19 +131,32 @@ void sloth__executor_shutdown(void) {
 
 /* ------------------------------------------------------------------ kernels */
 
-static void dump_kernel(sloth__hash128 h, const char *src) {
-  const char *dir = sloth__rt.dump_kernels_dir;
-  if (!dir) return;
+static void dump_file(const char *dir, sloth__hash128 h, const char *src, const char *ext) {
   mkdir(dir, 0777);
   char path[4096], tmp[4200];
-  snprintf(path, sizeof path, "%s/%016llx%016llx.%s", dir, (unsigned long long)h.hi, (unsigned long long)h.lo,
-           sloth__rt.backend->dialect == DIALECT_CUDA ? "cu" : "cl");
+  snprintf(path, sizeof path, "%s/%016llx%016llx.%s", dir, (unsigned long long)h.hi, (unsigned long long)h.lo, ext);
   snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
   FILE *f = fopen(tmp, "w");
   if (!f) return; /* a debugging aid: never an error */
   fputs(src, f);
   if (fclose(f) == 0) rename(tmp, path);
   else remove(tmp);
+}
+
+static void dump_kernel(sloth__hash128 h, const char *src) {
+  const char *dir = sloth__rt.dump_kernels_dir;
+  if (dir) dump_file(dir, h, src, sloth__rt.backend->dialect == DIALECT_CUDA ? "cu" : "cl");
+}
+
+/* SLOTH_DUMP_CUDA=dir: also writes the CUDA C of every kernel a new plan
+ * builds, whatever the backend, as dir/HASH.cu (tests/test_nvrtc compiles
+ * them with NVRTC, so the CUDA generator is checked without a GPU). */
+static void dump_cuda(const sloth__graph *g, const sloth__schedule *s, int k) {
+  const char *dir = sloth__env("SLOTH_DUMP_CUDA");
+  sloth__generated gen;
+  if (!dir || sloth__codegen_dialect(g, s, k, DIALECT_CUDA, &gen) != SLOTH_OK) return;
+  dump_file(dir, sloth__hash_bytes(gen.source.p, gen.source.len, 0x6b65726e), gen.source.p, "cu");
+  sloth__generated_free(&gen);
 }
 
 static int kernel_get(const sloth__generated *gen, sloth__kernel **out) {
@@ -148,10 +173,15 @@ static int kernel_get(const sloth__generated *gen, sloth__kernel **out) {
   int rc = sloth__rt.backend->compile(sloth__rt.dev, gen->source.p, gen->name, sloth__rt.build_options, &k);
   sloth__count(CTR_COMPILE_NS, (int64_t)(sloth__now_ns() - t0));
   if (rc != SLOTH_OK) {
-    /* keep the backend's message (the build log) and add the source */
-    char log[12288];
+    /* keep the backend's message (the build log) and add the kernel's own
+     * source; the shared prelude before it is only counted */
+    char log[16384];
     snprintf(log, sizeof log, "%s", sloth_last_error());
-    return sloth__fail(rc, "%s\n--- kernel source ---\n%s", log, gen->source.p);
+    const char *body = strstr(gen->source.p, gen->name);
+    while (body && body > gen->source.p && body[-1] != '\n') body--;
+    if (!body) body = gen->source.p;
+    return sloth__fail(rc, "%s\n--- kernel source (after %zu bytes of prelude) ---\n%s", log,
+                       (size_t)(body - gen->source.p), body);
   }
   sloth__count(CTR_KERNEL_COMPILE, 1);
   kentry *e = sloth__xmalloc(sizeof *e);
@@ -282,6 +312,52 @@ static int graph_build(sloth__node *const *roots, int nroots, sloth__graph *g, s
 
 /* ------------------------------------------------------------------ plan building */
 
+/* In a plan, a node's elements are in a buffer if it is data or materialized. */
+static bool planned_buffer(const sloth__node *n, void *ctx) {
+  const sloth__schedule *s = ctx;
+  if (sloth__graph_is_input(n)) return n->materialized;
+  return s->mat[n->order] >= 0;
+}
+
+static sloth__arg buffer_binding(const sloth__schedule *s, const sloth__node *n) {
+  if (sloth__graph_is_input(n)) return (sloth__arg){ARG_INPUT, -n->order - 1, n->dtype, false};
+  return (sloth__arg){ARG_MAT, s->mat[n->order], n->dtype, false};
+}
+
+/* Lowers the MATMUL node of kernel k to a GEMM call. The schedule made sure
+ * both operands are strided views of buffers. */
+static int gemm_step(const sloth__graph *g, const sloth__schedule *s, int k, plan_gemm **out) {
+  const sloth__node *x = g->order[s->kernels[k].outputs[0]];
+  sloth__gemm_side A, B;
+  if (!sloth__gemm_operand(x->in[0], planned_buffer, (void *)s, &A) ||
+      !sloth__gemm_operand(x->in[1], planned_buffer, (void *)s, &B))
+    return sloth__fail(SLOTH_E_INVALID, "internal error: a matmul operand is not a strided buffer view");
+  int r = x->rank;
+  int64_t batch = sloth__numel(r - 2, x->shape), M = x->shape[r - 2], N = x->shape[r - 1];
+  int64_t K = x->in[0]->shape[r - 1];
+  plan_gemm *pg = sloth__xcalloc(1, sizeof *pg);
+  if (!pg) return SLOTH_E_NOMEM;
+  pg->offsets = sloth__xcalloc((size_t)(batch ? batch : 1) * 3, sizeof *pg->offsets);
+  if (!pg->offsets) {
+    free(pg);
+    return SLOTH_E_NOMEM;
+  }
+  for (int64_t b = 0; b < batch; b++) {
+    pg->offsets[b] = (size_t)sloth__gemm_batch_offset(&A, b);
+    pg->offsets[batch + b] = (size_t)sloth__gemm_batch_offset(&B, b);
+    pg->offsets[2 * batch + b] = (size_t)(b * M * N);
+  }
+  pg->desc = (sloth__gemm){.dtype = x->dtype, .trans_a = A.trans, .trans_b = B.trans, .m = (size_t)M, .n = (size_t)N,
+                           .k = (size_t)K, .lda = (size_t)A.ld, .ldb = (size_t)B.ld, .ldc = (size_t)(N > 0 ? N : 1),
+                           .batch = (size_t)batch, .a_offsets = pg->offsets, .b_offsets = pg->offsets + batch,
+                           .c_offsets = pg->offsets + 2 * batch, .alpha = 1.0f, .beta = 0.0f};
+  pg->a = buffer_binding(s, A.base);
+  pg->b = buffer_binding(s, B.base);
+  pg->c = buffer_binding(s, x);
+  *out = pg;
+  return SLOTH_OK;
+}
+
 static int plan_build(const sloth__graph *g, plan **out) {
   sloth__schedule s;
   int rc = sloth__schedule_graph(g, &s);
@@ -306,9 +382,16 @@ static int plan_build(const sloth__graph *g, plan **out) {
     p->mat_bytes[m] = (size_t)sloth__numel(x->rank, x->shape) * sloth_dtype_size(x->dtype);
   }
   for (int k = 0; k < s.nkernels; k++) {
+    if (s.kernels[k].gemm) {
+      rc = gemm_step(g, &s, k, &p->kernels[p->nkernels].gemm);
+      if (rc != SLOTH_OK) goto fail;
+      p->nkernels++;
+      continue;
+    }
     sloth__generated gen;
     rc = sloth__codegen(g, &s, k, &gen);
     if (rc != SLOTH_OK) goto fail;
+    dump_cuda(g, &s, k);
     plan_kernel *pk = &p->kernels[p->nkernels++];
     rc = kernel_get(&gen, &pk->kernel);
     if (rc == SLOTH_OK && gen.nparams) {
@@ -335,6 +418,19 @@ fail:
 
 /* ------------------------------------------------------------------ running */
 
+static sloth__buffer *bound_buffer(const sloth__arg *a, const sloth__graph *g, sloth__dbuf *const *bufs) {
+  const sloth__dbuf *d = a->kind == ARG_MAT ? bufs[a->index] : g->inputs[a->index]->buf;
+  return d ? d->mem : NULL;
+}
+
+static int run_gemm(const plan_gemm *pg, const sloth__graph *g, sloth__dbuf *const *bufs) {
+  if (!sloth__rt.backend->gemm)
+    return sloth__fail(SLOTH_E_UNSUPPORTED, "matmul: the %s backend has no GEMM", sloth__rt.backend->name);
+  sloth__count(CTR_GEMM_CALL, 1);
+  return sloth__rt.backend->gemm(sloth__rt.dev, &pg->desc, bound_buffer(&pg->a, g, bufs), bound_buffer(&pg->b, g, bufs),
+                                 bound_buffer(&pg->c, g, bufs));
+}
+
 static int plan_run(const plan *p, const sloth__graph *g) {
   uint64_t t0 = sloth__now_ns();
   sloth__dbuf **bufs = calloc((size_t)(p->nmat ? p->nmat : 1), sizeof *bufs);
@@ -347,6 +443,10 @@ static int plan_run(const plan *p, const sloth__graph *g) {
   sloth__karg args[64];
   for (int k = 0; k < p->nkernels && rc == SLOTH_OK; k++) {
     const plan_kernel *pk = &p->kernels[k];
+    if (pk->gemm) {
+      rc = run_gemm(pk->gemm, g, bufs);
+      continue;
+    }
     if (pk->geom.global == 0) continue; /* zero-size output */
     sloth__karg *a = pk->nargs <= 64 ? args : malloc((size_t)pk->nargs * sizeof *a);
     if (!a) {

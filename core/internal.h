@@ -35,7 +35,7 @@ void sloth__hasher_free(sloth__hasher *h);
 
 /* ------------------------------------------------------------------ op table */
 
-typedef enum sloth__op_kind { KIND_LEAF, KIND_UNARY, KIND_BINARY, KIND_TERNARY, KIND_VIEW, KIND_REDUCE } sloth__op_kind;
+typedef enum sloth__op_kind { KIND_LEAF, KIND_UNARY, KIND_BINARY, KIND_TERNARY, KIND_VIEW, KIND_REDUCE, KIND_GEMM } sloth__op_kind;
 typedef enum sloth__dtype_rule { RULE_SAME, RULE_FLOAT, RULE_BOOL, RULE_LOGIC } sloth__dtype_rule;
 
 typedef enum sloth__opcode {
@@ -164,6 +164,7 @@ typedef enum sloth__counter_id {
   CTR_KERNEL_COMPILE,
   CTR_KERNEL_CACHE_HIT,
   CTR_KERNEL_LAUNCH,
+  CTR_GEMM_CALL,
   CTR_BYTES_TO_DEVICE,
   CTR_BYTES_FROM_DEVICE,
   CTR_GRAPH_TRIM,

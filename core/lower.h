@@ -24,6 +24,7 @@ typedef struct sloth__sched_kernel {
   int *outputs; /* order indices */
   int noutputs;
   bool reduce;
+  bool gemm; /* a library call, not generated code */
 } sloth__sched_kernel;
 
 typedef struct sloth__schedule {
@@ -57,6 +58,9 @@ typedef struct sloth__generated {
 } sloth__generated;
 
 int sloth__codegen(const sloth__graph *g, const sloth__schedule *s, int kernel, sloth__generated *out);
+/* The same in a given dialect (SLOTH_DUMP_CUDA generates CUDA C on any backend). */
+int sloth__codegen_dialect(const sloth__graph *g, const sloth__schedule *s, int kernel, sloth__dialect_id dialect,
+                           sloth__generated *out);
 void sloth__generated_free(sloth__generated *k);
 
 #endif

@@ -12,6 +12,7 @@ static const char *const counter_names[CTR_COUNT] = {
     [CTR_KERNEL_COMPILE] = "kernel_compile",
     [CTR_KERNEL_CACHE_HIT] = "kernel_cache_hit",
     [CTR_KERNEL_LAUNCH] = "kernel_launch",
+    [CTR_GEMM_CALL] = "gemm_call",
     [CTR_BYTES_TO_DEVICE] = "bytes_to_device",
     [CTR_BYTES_FROM_DEVICE] = "bytes_from_device",
     [CTR_GRAPH_TRIM] = "graph_trim",

@@ -612,3 +612,91 @@ sloth_tensor *sloth_min(sloth_tensor *x, const int *axes, int naxes, int keepdim
 sloth_tensor *sloth_prod(sloth_tensor *x, const int *axes, int naxes, int keepdim) { return reduce(OP_PROD, x, axes, naxes, keepdim); }
 sloth_tensor *sloth_argmax(sloth_tensor *x, int axis, int keepdim) { return reduce(OP_ARGMAX, x, &axis, 1, keepdim); }
 sloth_tensor *sloth_argmin(sloth_tensor *x, int axis, int keepdim) { return reduce(OP_ARGMIN, x, &axis, 1, keepdim); }
+
+/* ------------------------------------------------------------------ matrix products */
+
+sloth_tensor *sloth_matmul(sloth_tensor *a, sloth_tensor *b) {
+  BEGIN();
+  if (!sloth__tensor_ok(a) || !sloth__tensor_ok(b)) goto out;
+  sloth__node *x = a->node, *y = b->node;
+  if (x->rank == 0 || y->rank == 0) {
+    sloth__fail(SLOTH_E_SHAPE, "matmul: operands must have rank >= 1 (got %d and %d)", x->rank, y->rank);
+    goto out;
+  }
+  /* 1-D: a row on the left, a column on the right */
+  int64_t s[SLOTH_MAX_RANK];
+  sloth__node *x2 = NULL, *y2 = NULL, *xb = NULL, *yb = NULL, *m = NULL;
+  if (x->rank == 1) {
+    s[0] = 1, s[1] = x->shape[0];
+    x2 = reshape_node(x, 2, s);
+  } else {
+    sloth__node_retain(x);
+    x2 = x;
+  }
+  if (y->rank == 1) {
+    s[0] = y->shape[0], s[1] = 1;
+    y2 = reshape_node(y, 2, s);
+  } else {
+    sloth__node_retain(y);
+    y2 = y;
+  }
+  if (!x2 || !y2) goto done;
+  int64_t M = x2->shape[x2->rank - 2], K = x2->shape[x2->rank - 1], K2 = y2->shape[y2->rank - 2], N = y2->shape[y2->rank - 1];
+  if (K != K2) {
+    char sa[128], sb[128];
+    shape_str(sa, sizeof sa, x->rank, x->shape);
+    shape_str(sb, sizeof sb, y->rank, y->shape);
+    sloth__fail(SLOTH_E_SHAPE, "matmul: inner dimensions differ: %s @ %s (%lld vs %lld)", sa, sb, (long long)K, (long long)K2);
+    goto done;
+  }
+  /* broadcast the batch dimensions */
+  sloth__node bx = {0}, by = {0};
+  bx.rank = x2->rank - 2;
+  memcpy(bx.shape, x2->shape, (size_t)bx.rank * sizeof *s);
+  by.rank = y2->rank - 2;
+  memcpy(by.shape, y2->shape, (size_t)by.rank * sizeof *s);
+  sloth__node *pair[2] = {&bx, &by};
+  int brank;
+  int64_t bshape[SLOTH_MAX_RANK];
+  if (broadcast_shapes("matmul batch dimensions", 2, pair, &brank, bshape) != SLOTH_OK) goto done;
+  if (brank + 2 > SLOTH_MAX_RANK) {
+    sloth__fail(SLOTH_E_SHAPE, "matmul: result rank would exceed %d", SLOTH_MAX_RANK);
+    goto done;
+  }
+  memcpy(s, bshape, (size_t)brank * sizeof *s);
+  sloth_dtype dt = SLOTH_F32; /* GEMM libraries compute in floating point */
+  sloth__node *cx = cast_node(x2, dt), *cy = cast_node(y2, dt);
+  if (cx) {
+    s[brank] = M, s[brank + 1] = K;
+    xb = broadcast_node(cx, brank + 2, s);
+    sloth__node_release(cx);
+  }
+  if (cy) {
+    s[brank] = K, s[brank + 1] = N;
+    yb = broadcast_node(cy, brank + 2, s);
+    sloth__node_release(cy);
+  }
+  if (!xb || !yb) goto done;
+  s[brank] = M, s[brank + 1] = N;
+  sloth__node *ops2[2] = {xb, yb};
+  m = new_node(OP_MATMUL, dt, brank + 2, s, 2, ops2, NULL);
+  if (m && (x->rank == 1 || y->rank == 1)) { /* drop the added dimension(s) */
+    int r = brank;
+    if (x->rank > 1) s[r++] = M;
+    if (y->rank > 1) s[r++] = N;
+    sloth__node *r2 = reshape_node(m, r, s);
+    sloth__node_release(m);
+    m = r2;
+  }
+  if (m) {
+    result = finish(m, t0);
+    m = NULL;
+  }
+done:
+  if (x2) sloth__node_release(x2);
+  if (y2) sloth__node_release(y2);
+  if (xb) sloth__node_release(xb);
+  if (yb) sloth__node_release(yb);
+  if (m) sloth__node_release(m);
+  END();
+}

@@ -1,7 +1,9 @@
 /* schedule.c - groups the nodes of a graph into kernels (fusion).
  *
  * Rules:
- *  - roots and reductions are materialized: each gets a buffer;
+ *  - roots, reductions and matrix products are materialized: each gets a buffer;
+ *  - a matrix product (a library call) reads its operands through strided
+ *    views of buffers, so the node below an operand's views is materialized;
  *  - every other node is fused into the kernel of its consumers, unless its
  *    consumers sit in different kernels: then it is materialized too, so it
  *    is computed once;
@@ -10,6 +12,7 @@
  *    kernel (a direct read is fine: the merged kernel computes the value
  *    instead of loading it).
  */
+#include "gemm.h"
 #include "lower.h"
 
 #include <stdlib.h>
@@ -25,6 +28,24 @@ void sloth__schedule_free(sloth__schedule *s) {
 
 static bool same_shape(const sloth__node *a, const sloth__node *b) {
   return a->rank == b->rank && memcmp(a->shape, b->shape, (size_t)a->rank * sizeof a->shape[0]) == 0;
+}
+
+/* While scheduling, a node can hold a buffer if it is data already or a
+ * pending node that is not a view (it can be materialized). */
+static bool can_hold_buffer(const sloth__node *n, void *ctx) {
+  (void)ctx;
+  if (sloth__graph_is_input(n)) return n->materialized;
+  return sloth__ops[n->op].kind != KIND_VIEW;
+}
+
+/* A GEMM reads its operands from buffers through strided views: the first
+ * non-view node below an operand is materialized, or, when the views cannot
+ * be expressed with strides, the operand itself (a contiguous copy). */
+static void materialize_gemm_operand(sloth__node *operand, int *kernel_of) {
+  sloth__gemm_side side;
+  const sloth__node *target = operand;
+  if (sloth__gemm_operand(operand, can_hold_buffer, NULL, &side)) target = side.base;
+  if (!sloth__graph_is_input(target)) kernel_of[target->order] = -1;
 }
 
 int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
@@ -50,7 +71,8 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   int ngroups = 0;
   for (int i = n - 1; i >= 0; i--) {
     sloth__node *x = g->order[i];
-    bool own = is_root[i] || sloth__ops[x->op].kind == KIND_REDUCE || kernel_of[i] == -1;
+    sloth__op_kind kind = sloth__ops[x->op].kind;
+    bool own = is_root[i] || kind == KIND_REDUCE || kind == KIND_GEMM || kernel_of[i] == -1;
     if (own) {
       kernel_of[i] = ngroups++;
       s->mat[i] = 0; /* numbered below */
@@ -62,6 +84,8 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
       if (kernel_of[p] == -2) kernel_of[p] = kernel_of[i];
       else if (kernel_of[p] != kernel_of[i]) kernel_of[p] = -1; /* consumers in two kernels */
     }
+    if (kind == KIND_GEMM)
+      for (int j = 0; j < x->nin; j++) materialize_gemm_operand(x->in[j], kernel_of);
   }
 
   /* Groups in execution order: a group runs after the groups it reads from.
@@ -85,6 +109,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     ks[e].outputs[0] = i;
     ks[e].noutputs = 1;
     ks[e].reduce = sloth__ops[g->order[i]->op].kind == KIND_REDUCE;
+    ks[e].gemm = sloth__ops[g->order[i]->op].kind == KIND_GEMM;
   }
   /* direct dependencies: kernel e reads a materialized node of kernel f */
   for (int i = 0; i < n; i++) {
@@ -108,9 +133,9 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   char *seen = malloc((size_t)(ngroups ? ngroups : 1));
   for (int e = 0; e < ngroups; e++) leader[e] = e;
   for (int f = 1; f < ngroups; f++) {
-    if (ks[f].reduce) continue;
+    if (ks[f].reduce || ks[f].gemm) continue;
     for (int e = 0; e < f; e++) {
-      if (leader[e] != e || ks[e].reduce) continue;
+      if (leader[e] != e || ks[e].reduce || ks[e].gemm) continue;
       if (!same_shape(g->order[ks[e].outputs[0]], g->order[ks[f].outputs[0]])) continue;
       /* Does f reach group e through another group? A direct read of e is
        * fine: a kernel computes its own outputs instead of loading them. */

@@ -177,6 +177,13 @@ sloth_tensor *sloth_prod(sloth_tensor *x, const int *axes, int naxes, int keepdi
 sloth_tensor *sloth_argmax(sloth_tensor *x, int axis, int keepdim);
 sloth_tensor *sloth_argmin(sloth_tensor *x, int axis, int keepdim);
 
+/* Matrix product with NumPy semantics: 1-D operands are promoted to a row
+ * (left) or a column (right) and the added dimension removed; leading batch
+ * dimensions broadcast. Integer operands compute in f32. Runs as one GEMM
+ * library call (CLBlast on OpenCL); transposed and sliced operands are read
+ * in place. */
+sloth_tensor *sloth_matmul(sloth_tensor *a, sloth_tensor *b);
+
 /* ------------------------------------------------------------- runtime */
 
 /* Selects the device ("opencl", "opencl:N"; NULL reads SLOTH_DEVICE, else the
@@ -216,7 +223,7 @@ const char *sloth_backend_status(const char *backend);
 /* ------------------------------------------------------------- metrics */
 
 /* Counters: plan_cache_hit, plan_cache_miss, kernel_compile, kernel_cache_hit,
- * kernel_launch, bytes_to_device, bytes_from_device, graph_trim, sync,
+ * kernel_launch, gemm_call, bytes_to_device, bytes_from_device, graph_trim, sync,
  * nodes_created, buffer_alloc, buffer_reuse. Timers (nanoseconds):
  * trace_ns, lower_ns, compile_ns, execute_ns. */
 int64_t sloth_counter(const char *name); /* -1 for an unknown name */

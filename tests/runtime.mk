@@ -6,3 +6,7 @@ tests_test_runtime_LDADD = libsloth.la
 check_PROGRAMS += tests/test_device_errors
 tests_test_device_errors_SOURCES = tests/test_device_errors.c
 tests_test_device_errors_LDADD = libsloth.la
+
+check_PROGRAMS += tests/test_matmul
+tests_test_matmul_SOURCES = tests/test_matmul.c
+tests_test_matmul_LDADD = libsloth.la -lm

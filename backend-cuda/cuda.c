@@ -1,0 +1,571 @@
+/* cuda.c - the CUDA backend: the driver API (libcuda.so.1) and NVRTC
+ * (libnvrtc.so.N), both opened at run time with dlopen, so that Sloth builds
+ * and runs where CUDA is absent and never links it.
+ *
+ * Devices:  cuInit, then one entry per CUDA device. A machine without a
+ *           driver, with only the toolkit's stub libcuda, or without a GPU
+ *           has no CUDA devices, and status() says which of these it is.
+ * Context:  the device's primary context (cuDevicePrimaryCtxRetain), the
+ *           one the CUDA runtime and libraries such as cuBLAS use too. Every
+ *           entry point makes it current on the calling thread first, since
+ *           Sloth may be called from any thread.
+ * Work:     one stream per device; launches are asynchronous and in order;
+ *           write() and read() wait for their copy (as OpenCL's blocking
+ *           reads and writes do), finish() waits for the stream.
+ * Kernels:  NVRTC compiles the generated CUDA C to a CUBIN for the device's
+ *           exact architecture (sm_XY); when that fails (an NVRTC that does
+ *           not know the GPU, or a CUBIN the driver rejects) it compiles PTX
+ *           for the newest architecture NVRTC knows that the device can run
+ *           (compute_XY), which the driver JIT-compiles. Core caches kernels
+ *           by source.
+ * NVRTC:    the driver's major version M takes NVRTC M or older (a newer
+ *           NVRTC's output may need a newer driver): libnvrtc.so.M, then
+ *           down to libnvrtc.so.12.
+ *
+ * cuBLAS (for a later GEMM issue): load it the same way on first use, e.g.
+ * dlopen("libcublas.so.M") for the driver's major version M, then
+ * cublasCreate_v2 + cublasSetStream_v2(handle, dev->stream) once per device
+ * (in the primary context, made current by ctx_enter) and
+ * cublasSgemmStridedBatched per call; declare the few symbols in cuda_api.h
+ * so that check_api.c checks them against <cublas_v2.h>.
+ */
+#include "../core/internal.h"
+#include "cuda_api.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+_Static_assert(sizeof(void *) == sizeof(sl_CUdeviceptr), "the CUDA backend needs a 64-bit host");
+
+/* ------------------------------------------------------------------ the libraries */
+
+static struct {
+#define X(name, ret, params) sl_##name##_fn name;
+  SL_CUDA_DRIVER_FUNCS(X)
+#undef X
+} cu;
+
+static struct {
+#define X(name, ret, params) sl_##name##_fn name;
+  SL_NVRTC_FUNCS(X)
+#undef X
+} nv;
+
+typedef struct cu_dev_ref {
+  sl_CUdevice dev;
+  char name[128];
+  int sm_count, cc_major, cc_minor, max_threads, smem_optin, integrated;
+  size_t mem;
+} cu_dev_ref;
+
+static cu_dev_ref *devices;
+static int ndevices;
+static int driver_version;              /* e.g. 12040 for 12.4 */
+static int nvrtc_major, nvrtc_minor;
+static int *nvrtc_archs, nvrtc_narchs;  /* e.g. 75, 80, ..., 120 */
+static char nvrtc_soname[32];
+static char status_msg[512];
+static pthread_once_t enumerate_once = PTHREAD_ONCE_INIT;
+
+static const char *cu_error_name(sl_CUresult r) {
+  switch (r) { /* the ones worth spelling out even when cuGetErrorName is unusable */
+  case SL_CUDA_ERROR_STUB_LIBRARY: return "CUDA_ERROR_STUB_LIBRARY";
+  case SL_CUDA_ERROR_NO_DEVICE: return "CUDA_ERROR_NO_DEVICE";
+  case SL_CUDA_ERROR_OUT_OF_MEMORY: return "CUDA_ERROR_OUT_OF_MEMORY";
+  default: break;
+  }
+  const char *s = NULL;
+  if (cu.cuGetErrorName && cu.cuGetErrorName(r, &s) == SL_CUDA_SUCCESS && s) return s;
+  return "CUDA error";
+}
+
+#define CU_FAIL(status, r, what) \
+  sloth__fail(status, "CUDA: %s failed: %s (%d)", what, cu_error_name(r), (int)(r))
+
+static sloth_status cu_status_of(sl_CUresult r, sloth_status otherwise) {
+  return r == SL_CUDA_ERROR_OUT_OF_MEMORY ? SLOTH_E_NOMEM : otherwise;
+}
+
+/* Loads NVRTC for a driver of major version `major` (0: no driver, take the
+ * newest): libnvrtc.so.M for the newest M <= major. Returns 0 on success,
+ * else leaves a reason in why. */
+static int nvrtc_load(int major, char *why, size_t whylen) {
+  static const char *const known[] = SL_NVRTC_SONAMES; /* newest first */
+  const char *names[8];
+  int n = 0;
+  char future[32];
+  int newest = atoi(known[0] + strlen("libnvrtc.so."));
+  if (major > newest) { /* a driver newer than this code: its own NVRTC first */
+    snprintf(future, sizeof future, "libnvrtc.so.%d", major);
+    names[n++] = future;
+  }
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (!major || atoi(known[i] + strlen("libnvrtc.so.")) <= major) names[n++] = known[i];
+  char tried[256] = "";
+  *why = '\0';
+  for (int i = 0; i < n; i++) {
+    size_t tl = strlen(tried);
+    snprintf(tried + tl, sizeof tried - tl, "%s%s", tl ? ", " : "", names[i]);
+    void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h) continue;
+    bool complete = true;
+#define X(name, ret, params)                                          \
+  if (complete && !(nv.name = (sl_##name##_fn)dlsym(h, #name))) {     \
+    complete = false;                                                 \
+    snprintf(why, whylen, "%s lacks %s; ", names[i], #name);          \
+  }
+    SL_NVRTC_FUNCS(X)
+#undef X
+    if (!complete) {
+      dlclose(h);
+      continue;
+    }
+    nv.nvrtcVersion(&nvrtc_major, &nvrtc_minor);
+    int na = 0;
+    if (nv.nvrtcGetNumSupportedArchs(&na) == SL_NVRTC_SUCCESS && na > 0 && (nvrtc_archs = calloc((size_t)na, sizeof(int))) &&
+        nv.nvrtcGetSupportedArchs(nvrtc_archs) == SL_NVRTC_SUCCESS)
+      nvrtc_narchs = na;
+    snprintf(nvrtc_soname, sizeof nvrtc_soname, "%s", names[i]);
+    return 0; /* never closed: the library stays loaded for the process */
+  }
+  size_t l = strlen(why);
+  snprintf(why + l, whylen - l, "tried %s; install the CUDA toolkit's NVRTC (cuda-nvrtc-%d)", n ? tried : "nothing",
+           major ? major : newest);
+  return -1;
+}
+
+static void enumerate(void) {
+  void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    snprintf(status_msg, sizeof status_msg, "libcuda.so.1 not found (no NVIDIA driver)");
+    return;
+  }
+#define X(name, ret, params)                                                                                    \
+  if (!(cu.name = (sl_##name##_fn)dlsym(h, #name))) {                                                           \
+    snprintf(status_msg, sizeof status_msg, "libcuda.so.1 lacks %s: the NVIDIA driver is too old", #name);     \
+    memset(&cu, 0, sizeof cu);                                                                                  \
+    return;                                                                                                     \
+  }
+  SL_CUDA_DRIVER_FUNCS(X)
+#undef X
+  sl_CUresult r = cu.cuInit(0);
+  if (r == SL_CUDA_ERROR_STUB_LIBRARY) {
+    snprintf(status_msg, sizeof status_msg,
+             "libcuda.so.1 is the CUDA toolkit's stub library, not an NVIDIA driver (CUDA_ERROR_STUB_LIBRARY)");
+    return;
+  }
+  if (r == SL_CUDA_ERROR_NO_DEVICE) {
+    snprintf(status_msg, sizeof status_msg, "no CUDA device (the NVIDIA driver found none)");
+    return;
+  }
+  if (r != SL_CUDA_SUCCESS) {
+    snprintf(status_msg, sizeof status_msg, "cuInit failed: %s (%d)", cu_error_name(r), (int)r);
+    return;
+  }
+  cu.cuDriverGetVersion(&driver_version);
+  int n = 0;
+  r = cu.cuDeviceGetCount(&n);
+  if (r != SL_CUDA_SUCCESS || n <= 0) {
+    snprintf(status_msg, sizeof status_msg, "no CUDA device%s%s", r != SL_CUDA_SUCCESS ? ": cuDeviceGetCount failed: " : "",
+             r != SL_CUDA_SUCCESS ? cu_error_name(r) : "");
+    return;
+  }
+  if (driver_version < 12000) {
+    snprintf(status_msg, sizeof status_msg,
+             "the NVIDIA driver supports CUDA %d.%d; this backend needs a driver for CUDA 12 or newer",
+             driver_version / 1000, driver_version % 1000 / 10);
+    return;
+  }
+  char why[256] = "";
+  if (nvrtc_load(driver_version / 1000, why, sizeof why) != 0) {
+    snprintf(status_msg, sizeof status_msg, "%d CUDA device(s), but no usable NVRTC to compile kernels: %s", n, why);
+    return;
+  }
+  cu_dev_ref *ds = calloc((size_t)n, sizeof *ds);
+  if (!ds) {
+    snprintf(status_msg, sizeof status_msg, "out of host memory");
+    return;
+  }
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    cu_dev_ref *d = &ds[k];
+    if (cu.cuDeviceGet(&d->dev, i) != SL_CUDA_SUCCESS) continue;
+    if (cu.cuDeviceGetName(d->name, (int)sizeof d->name - 1, d->dev) != SL_CUDA_SUCCESS)
+      snprintf(d->name, sizeof d->name, "CUDA device %d", i);
+    cu.cuDeviceGetAttribute(&d->sm_count, SL_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, d->dev);
+    cu.cuDeviceGetAttribute(&d->cc_major, SL_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, d->dev);
+    cu.cuDeviceGetAttribute(&d->cc_minor, SL_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, d->dev);
+    cu.cuDeviceGetAttribute(&d->max_threads, SL_CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, d->dev);
+    cu.cuDeviceGetAttribute(&d->smem_optin, SL_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, d->dev);
+    cu.cuDeviceGetAttribute(&d->integrated, SL_CU_DEVICE_ATTRIBUTE_INTEGRATED, d->dev);
+    cu.cuDeviceTotalMem_v2(&d->mem, d->dev);
+    k++;
+  }
+  devices = ds;
+  ndevices = k;
+  if (k == 0) snprintf(status_msg, sizeof status_msg, "no CUDA device (cuDeviceGet failed)");
+}
+
+static int cu_device_count(void) {
+  pthread_once(&enumerate_once, enumerate);
+  return ndevices;
+}
+
+static const char *cu_status(void) {
+  pthread_once(&enumerate_once, enumerate);
+  return status_msg;
+}
+
+static int cu_device_info(int index, sloth_device_info *out) {
+  pthread_once(&enumerate_once, enumerate);
+  if (index < 0 || index >= ndevices) return sloth__fail(SLOTH_E_INVALID, "no CUDA device %d", index);
+  const cu_dev_ref *d = &devices[index];
+  memset(out, 0, sizeof *out);
+  snprintf(out->backend, sizeof out->backend, "cuda");
+  out->index = index;
+  snprintf(out->name, sizeof out->name, "%s", d->name);
+  snprintf(out->vendor, sizeof out->vendor, "NVIDIA");
+  snprintf(out->version, sizeof out->version, "CUDA driver %d.%d, NVRTC %d.%d, sm_%d%d", driver_version / 1000,
+           driver_version % 1000 / 10, nvrtc_major, nvrtc_minor, d->cc_major, d->cc_minor);
+  out->is_gpu = 1;
+  out->compute_units = d->sm_count;
+  out->fp16 = d->cc_major * 10 + d->cc_minor >= 53;
+  out->fp64 = 1;
+  out->global_mem_bytes = d->mem;
+  out->max_alloc_bytes = d->mem; /* CUDA has no per-allocation limit below the memory size */
+  return SLOTH_OK;
+}
+
+/* ------------------------------------------------------------------ lifetime */
+
+struct sloth__device {
+  sl_CUdevice dev;
+  sl_CUcontext ctx;
+  sl_CUstream stream;
+  int arch;       /* compute capability as 10 * major + minor */
+  int cubin_arch; /* sm_XY NVRTC can build a CUBIN for; 0 once CUBINs failed */
+  int ptx_arch;   /* compute_XY for the PTX fallback; 0 if NVRTC knows none <= arch */
+  int max_threads, smem_optin;
+};
+
+struct sloth__kernel {
+  sl_CUmodule module;
+  sl_CUfunction function;
+  size_t smem_allowed; /* dynamic shared memory the function was opted in to */
+};
+
+/* sloth__buffer is the CUdeviceptr itself */
+static sl_CUdeviceptr dptr(const sloth__buffer *b) { return (sl_CUdeviceptr)(uintptr_t)b; }
+
+/* Makes the device's context current on this thread (the lock serializes
+ * Sloth's calls, but they may come from any thread). */
+static int ctx_enter(sloth__device *dev) {
+  sl_CUcontext cur = NULL;
+  if (cu.cuCtxGetCurrent(&cur) == SL_CUDA_SUCCESS && cur == dev->ctx) return SLOTH_OK;
+  sl_CUresult r = cu.cuCtxSetCurrent(dev->ctx);
+  return r == SL_CUDA_SUCCESS ? SLOTH_OK : CU_FAIL(SLOTH_E_DEVICE, r, "cuCtxSetCurrent");
+}
+
+static int cu_open(int index, sloth__device **out) {
+  pthread_once(&enumerate_once, enumerate);
+  if (index < 0 || index >= ndevices)
+    return sloth__fail(SLOTH_E_DEVICE, "no CUDA device %d%s%s", index, *status_msg ? ": " : "", status_msg);
+  const cu_dev_ref *d = &devices[index];
+  sloth__device *dev = sloth__xcalloc(1, sizeof *dev);
+  if (!dev) return SLOTH_E_NOMEM;
+  dev->dev = d->dev;
+  dev->arch = d->cc_major * 10 + d->cc_minor;
+  dev->max_threads = d->max_threads > 0 ? d->max_threads : 1024;
+  dev->smem_optin = d->smem_optin;
+  for (int i = 0; i < nvrtc_narchs; i++) {
+    if (nvrtc_archs[i] == dev->arch) dev->cubin_arch = dev->arch;
+    if (nvrtc_archs[i] <= dev->arch && nvrtc_archs[i] > dev->ptx_arch) dev->ptx_arch = nvrtc_archs[i];
+  }
+  if (!nvrtc_narchs) dev->cubin_arch = dev->ptx_arch = dev->arch; /* no list: let NVRTC decide */
+  if (!dev->cubin_arch && !dev->ptx_arch) {
+    int lo = nvrtc_archs[0], hi = nvrtc_archs[0];
+    for (int i = 1; i < nvrtc_narchs; i++) {
+      if (nvrtc_archs[i] < lo) lo = nvrtc_archs[i];
+      if (nvrtc_archs[i] > hi) hi = nvrtc_archs[i];
+    }
+    int arch = dev->arch;
+    free(dev);
+    return sloth__fail(SLOTH_E_UNSUPPORTED, "CUDA: %s (sm_%d) is older than every architecture %s supports (sm_%d..sm_%d)",
+                       d->name, arch, nvrtc_soname, lo, hi);
+  }
+  sl_CUresult r = cu.cuDevicePrimaryCtxRetain(&dev->ctx, dev->dev);
+  if (r != SL_CUDA_SUCCESS) {
+    free(dev);
+    return CU_FAIL(SLOTH_E_DEVICE, r, "cuDevicePrimaryCtxRetain");
+  }
+  int rc = ctx_enter(dev);
+  if (rc == SLOTH_OK) {
+    /* non-blocking: no implicit synchronization with other code's work on the legacy default stream */
+    r = cu.cuStreamCreate(&dev->stream, SL_CU_STREAM_NON_BLOCKING);
+    if (r != SL_CUDA_SUCCESS) rc = CU_FAIL(SLOTH_E_DEVICE, r, "cuStreamCreate");
+  }
+  if (rc != SLOTH_OK) {
+    cu.cuDevicePrimaryCtxRelease_v2(dev->dev);
+    free(dev);
+    return rc;
+  }
+  *out = dev;
+  return SLOTH_OK;
+}
+
+static void cu_close(sloth__device *dev) {
+  if (ctx_enter(dev) == SLOTH_OK) {
+    cu.cuStreamSynchronize(dev->stream);
+    cu.cuStreamDestroy_v2(dev->stream);
+    cu.cuCtxSynchronize();
+    cu.cuCtxSetCurrent(NULL); /* releasing the primary context does not unbind it */
+  }
+  cu.cuDevicePrimaryCtxRelease_v2(dev->dev);
+  free(dev);
+}
+
+/* ------------------------------------------------------------------ memory */
+
+static int cu_alloc(sloth__device *dev, size_t bytes, sloth__buffer **out) {
+  int rc = ctx_enter(dev);
+  if (rc != SLOTH_OK) return rc;
+  sl_CUdeviceptr p = 0;
+  sl_CUresult r = cu.cuMemAlloc_v2(&p, bytes);
+  if (r != SL_CUDA_SUCCESS) return CU_FAIL(cu_status_of(r, SLOTH_E_DEVICE), r, "cuMemAlloc");
+  *out = (sloth__buffer *)(uintptr_t)p;
+  return SLOTH_OK;
+}
+
+static void cu_free(sloth__device *dev, sloth__buffer *buf) {
+  if (!buf || ctx_enter(dev) != SLOTH_OK) return;
+  /* the pool gives buffers back right after enqueuing the kernels that use
+   * them: let those finish before the memory can be handed out again */
+  cu.cuStreamSynchronize(dev->stream);
+  cu.cuMemFree_v2(dptr(buf));
+}
+
+static int cu_write(sloth__device *dev, sloth__buffer *buf, size_t off, const void *src, size_t bytes) {
+  int rc = ctx_enter(dev);
+  if (rc != SLOTH_OK || bytes == 0) return rc;
+  sl_CUresult r = cu.cuMemcpyHtoDAsync_v2(dptr(buf) + off, src, bytes, dev->stream);
+  if (r != SL_CUDA_SUCCESS) return CU_FAIL(SLOTH_E_DEVICE, r, "cuMemcpyHtoDAsync");
+  /* blocking, so that src may be reused (also when it is page-locked) */
+  r = cu.cuStreamSynchronize(dev->stream);
+  return r == SL_CUDA_SUCCESS ? SLOTH_OK : CU_FAIL(SLOTH_E_DEVICE, r, "cuStreamSynchronize (after a write)");
+}
+
+static int cu_read(sloth__device *dev, sloth__buffer *buf, size_t off, void *dst, size_t bytes) {
+  int rc = ctx_enter(dev);
+  if (rc != SLOTH_OK || bytes == 0) return rc;
+  sl_CUresult r = cu.cuMemcpyDtoHAsync_v2(dst, dptr(buf) + off, bytes, dev->stream);
+  if (r != SL_CUDA_SUCCESS) return CU_FAIL(SLOTH_E_DEVICE, r, "cuMemcpyDtoHAsync");
+  r = cu.cuStreamSynchronize(dev->stream);
+  return r == SL_CUDA_SUCCESS ? SLOTH_OK : CU_FAIL(SLOTH_E_DEVICE, r, "cuStreamSynchronize (after a read)");
+}
+
+/* ------------------------------------------------------------------ kernels */
+
+/* Splits space-separated options into argv (in place in a copy). */
+static int split_options(char *s, const char **argv, int max) {
+  int n = 0;
+  for (char *p = s; *p && n < max;) {
+    while (*p == ' ' || *p == '\t' || *p == '\n') *p++ = '\0';
+    if (!*p) break;
+    argv[n++] = p;
+    while (*p && *p != ' ' && *p != '\t' && *p != '\n') p++;
+  }
+  return n;
+}
+
+/* Compiles source with NVRTC for `arch` to a CUBIN (cubin) or PTX. On
+ * success *image holds it (malloc'd). On failure returns the NVRTC result
+ * and, for a compile error, has recorded SLOTH_E_COMPILE with the log. */
+static sl_nvrtcResult nvrtc_build(const char *source, const char *name, const char *options, int arch, bool cubin,
+                                  char **image) {
+  *image = NULL;
+  char archopt[48];
+  snprintf(archopt, sizeof archopt, "--gpu-architecture=%s_%d", cubin ? "sm" : "compute", arch);
+  const char *argv[64];
+  int argc = 0;
+  argv[argc++] = archopt;
+  char *opts = options ? strdup(options) : NULL;
+  if (opts) argc += split_options(opts, argv + argc, 63);
+  sl_nvrtcProgram prog = NULL;
+  sl_nvrtcResult r = nv.nvrtcCreateProgram(&prog, source, "sloth_kernel.cu", 0, NULL, NULL);
+  if (r != SL_NVRTC_SUCCESS) {
+    free(opts);
+    sloth__fail(SLOTH_E_COMPILE, "CUDA: nvrtcCreateProgram failed: %s", nv.nvrtcGetErrorString(r));
+    return r;
+  }
+  r = nv.nvrtcCompileProgram(prog, argc, argv);
+  if (r != SL_NVRTC_SUCCESS) {
+    size_t len = 0;
+    char *log = NULL;
+    if (nv.nvrtcGetProgramLogSize(prog, &len) == SL_NVRTC_SUCCESS && (log = calloc(len + 1, 1)))
+      nv.nvrtcGetProgramLog(prog, log);
+    sloth__fail(SLOTH_E_COMPILE, "CUDA: NVRTC (%s) failed to compile kernel %s for %s: %s\n--- build log ---\n%s",
+                nvrtc_soname, name, archopt + strlen("--gpu-architecture="), nv.nvrtcGetErrorString(r),
+                log && *log ? log : "(no log)");
+    free(log);
+  } else {
+    size_t size = 0;
+    r = cubin ? nv.nvrtcGetCUBINSize(prog, &size) : nv.nvrtcGetPTXSize(prog, &size);
+    if (r == SL_NVRTC_SUCCESS && size == 0) r = SL_NVRTC_ERROR_INVALID_OPTION; /* e.g. no CUBIN for a compute_ target */
+    if (r == SL_NVRTC_SUCCESS && !(*image = malloc(size))) r = 1;                /* NVRTC_ERROR_OUT_OF_MEMORY */
+    if (r == SL_NVRTC_SUCCESS) r = cubin ? nv.nvrtcGetCUBIN(prog, *image) : nv.nvrtcGetPTX(prog, *image);
+    if (r != SL_NVRTC_SUCCESS) {
+      free(*image);
+      *image = NULL;
+      sloth__fail(SLOTH_E_COMPILE, "CUDA: NVRTC could not return the %s of kernel %s: %s", cubin ? "CUBIN" : "PTX", name,
+                  nv.nvrtcGetErrorString(r));
+    }
+  }
+  nv.nvrtcDestroyProgram(&prog);
+  free(opts);
+  return r;
+}
+
+/* Loads a CUBIN or PTX image and finds the kernel. */
+static int load_module(const char *image, const char *name, bool ptx, sloth__kernel *k, sl_CUresult *res) {
+  char log[4096] = "";
+  sl_CUjit_option opt[2] = {SL_CU_JIT_ERROR_LOG_BUFFER, SL_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+  void *val[2] = {log, (void *)(uintptr_t)(sizeof log - 1)};
+  sl_CUresult r = cu.cuModuleLoadDataEx(&k->module, image, 2, opt, val);
+  *res = r;
+  if (r != SL_CUDA_SUCCESS)
+    return sloth__fail(cu_status_of(r, SLOTH_E_COMPILE), "CUDA: cuModuleLoadDataEx (%s of kernel %s) failed: %s (%d)%s%s%s",
+                       ptx ? "PTX" : "CUBIN", name, cu_error_name(r), (int)r,
+                       r == SL_CUDA_ERROR_UNSUPPORTED_PTX_VERSION ? " (NVRTC is newer than the driver)" : "",
+                       *log ? "\n--- JIT log ---\n" : "", log);
+  r = cu.cuModuleGetFunction(&k->function, k->module, name);
+  if (r != SL_CUDA_SUCCESS) {
+    cu.cuModuleUnload(k->module);
+    k->module = NULL;
+    *res = r;
+    return CU_FAIL(SLOTH_E_COMPILE, r, "cuModuleGetFunction");
+  }
+  return SLOTH_OK;
+}
+
+static int cu_compile(sloth__device *dev, const char *source, const char *name, const char *options,
+                      sloth__kernel **out) {
+  int rc = ctx_enter(dev);
+  if (rc != SLOTH_OK) return rc;
+  sloth__kernel *k = sloth__xcalloc(1, sizeof *k);
+  if (!k) return SLOTH_E_NOMEM;
+  char *image = NULL;
+  sl_CUresult res = SL_CUDA_SUCCESS;
+  rc = SLOTH_E_COMPILE;
+  if (dev->cubin_arch) {
+    sl_nvrtcResult r = nvrtc_build(source, name, options, dev->cubin_arch, true, &image);
+    if (r == SL_NVRTC_ERROR_COMPILATION) { /* an error in the source: PTX would fail the same way */
+      free(k);
+      return SLOTH_E_COMPILE;
+    }
+    if (r == SL_NVRTC_SUCCESS) rc = load_module(image, name, false, k, &res);
+    free(image);
+    image = NULL;
+    if (rc != SLOTH_OK && res == SL_CUDA_ERROR_OUT_OF_MEMORY) {
+      free(k);
+      return rc;
+    }
+  }
+  if (rc != SLOTH_OK && dev->ptx_arch) {
+    char first[1024] = "";
+    if (dev->cubin_arch) snprintf(first, sizeof first, "%s", sloth_last_error());
+    sl_nvrtcResult r = nvrtc_build(source, name, options, dev->ptx_arch, false, &image);
+    if (r == SL_NVRTC_SUCCESS) rc = load_module(image, name, true, k, &res);
+    free(image);
+    if (rc == SLOTH_OK) dev->cubin_arch = 0; /* CUBINs do not work here: go straight to PTX from now on */
+    else if (*first) {
+      char second[12288];
+      snprintf(second, sizeof second, "%s", sloth_last_error());
+      sloth__fail(SLOTH_E_COMPILE, "%s\n(after the CUBIN for sm_%d failed: %s)", second, dev->arch, first);
+    }
+  }
+  if (rc != SLOTH_OK) {
+    free(k);
+    return rc == SLOTH_E_NOMEM ? rc : SLOTH_E_COMPILE;
+  }
+  *out = k;
+  return SLOTH_OK;
+}
+
+static void cu_kernel_free(sloth__device *dev, sloth__kernel *k) {
+  if (ctx_enter(dev) == SLOTH_OK) cu.cuModuleUnload(k->module);
+  free(k);
+}
+
+static int cu_launch(sloth__device *dev, sloth__kernel *k, const sloth__launch *geom, int nargs, const sloth__karg *args) {
+  if (geom->local == 0 || geom->global % geom->local)
+    return sloth__fail(SLOTH_E_INVALID, "CUDA: launch of %zu threads in blocks of %zu", geom->global, geom->local);
+  size_t blocks = geom->global / geom->local;
+  if (blocks > 0x7fffffff || geom->local > (size_t)dev->max_threads)
+    return sloth__fail(SLOTH_E_UNSUPPORTED, "CUDA: launch of %zu blocks of %zu threads exceeds the device's limits",
+                       blocks, geom->local);
+  int rc = ctx_enter(dev);
+  if (rc != SLOTH_OK) return rc;
+  /* dynamic shared memory beyond the default 48 KiB needs an opt-in per function */
+  if (geom->local_mem > 48 * 1024 && geom->local_mem > k->smem_allowed) {
+    if (geom->local_mem > (size_t)dev->smem_optin)
+      return sloth__fail(SLOTH_E_UNSUPPORTED, "CUDA: %zu bytes of shared memory exceed the device's %d", geom->local_mem,
+                         dev->smem_optin);
+    sl_CUresult r = cu.cuFuncSetAttribute(k->function, SL_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                          (int)geom->local_mem);
+    if (r != SL_CUDA_SUCCESS) return CU_FAIL(SLOTH_E_DEVICE, r, "cuFuncSetAttribute");
+    k->smem_allowed = geom->local_mem;
+  }
+  /* kernelParams: one pointer per parameter, to its value (read during the call) */
+  void *pstack[64];
+  sl_CUdeviceptr dstack[64];
+  void **params = nargs <= 64 ? pstack : malloc((size_t)nargs * sizeof *params);
+  sl_CUdeviceptr *ptrs = nargs <= 64 ? dstack : malloc((size_t)nargs * sizeof *ptrs);
+  if (!params || !ptrs) {
+    if (params != pstack) free(params);
+    if (ptrs != dstack) free(ptrs);
+    return sloth__fail(SLOTH_E_NOMEM, "out of host memory (launch)");
+  }
+  for (int i = 0; i < nargs; i++) {
+    if (args[i].kind == KARG_BUFFER) {
+      ptrs[i] = dptr(args[i].buffer); /* NULL (an unused zero-size operand) gives 0 */
+      params[i] = &ptrs[i];
+    } else {
+      params[i] = (void *)args[i].value;
+    }
+  }
+  /* geom->local_mem is the dynamic shared memory (`extern __shared__ scratch[]`), not an argument */
+  sl_CUresult r = cu.cuLaunchKernel(k->function, (unsigned)blocks, 1, 1, (unsigned)geom->local, 1, 1,
+                                    (unsigned)geom->local_mem, dev->stream, params, NULL);
+  if (params != pstack) free(params);
+  if (ptrs != dstack) free(ptrs);
+  return r == SL_CUDA_SUCCESS ? SLOTH_OK : CU_FAIL(cu_status_of(r, SLOTH_E_DEVICE), r, "cuLaunchKernel");
+}
+
+static int cu_finish(sloth__device *dev) {
+  int rc = ctx_enter(dev);
+  if (rc != SLOTH_OK) return rc;
+  sl_CUresult r = cu.cuStreamSynchronize(dev->stream);
+  return r == SL_CUDA_SUCCESS ? SLOTH_OK : CU_FAIL(SLOTH_E_DEVICE, r, "cuStreamSynchronize");
+}
+
+const sloth__backend sloth__cuda_backend = {
+    .name = "cuda",
+    .dialect = DIALECT_CUDA,
+    .device_count = cu_device_count,
+    .device_info = cu_device_info,
+    .status = cu_status,
+    .open = cu_open,
+    .close = cu_close,
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .write = cu_write,
+    .read = cu_read,
+    .compile = cu_compile,
+    .kernel_free = cu_kernel_free,
+    .launch = cu_launch,
+    .finish = cu_finish,
+};

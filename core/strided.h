@@ -1,0 +1,21 @@
+/* strided.h - a view chain as one strided window on a buffer (strided.c). */
+#ifndef SLOTH_STRIDED_H
+#define SLOTH_STRIDED_H
+
+#include "internal.h"
+
+typedef struct sloth__strided {
+  const sloth__node *base; /* the node whose buffer holds the elements */
+  int64_t offset;          /* in elements */
+  int rank;
+  int64_t shape[SLOTH_MAX_RANK];
+  int64_t stride[SLOTH_MAX_RANK]; /* in elements; may be 0 (broadcast) or negative */
+} sloth__strided;
+
+/* Describes n as a strided window on the buffer of the first node below it
+ * for which is_buffer() is true, through view ops only. False when some
+ * view on the way cannot be expressed with strides, or no buffer is found. */
+bool sloth__strided_view(const sloth__node *n, bool (*is_buffer)(const sloth__node *, void *), void *ctx,
+                         sloth__strided *out);
+
+#endif

@@ -1,0 +1,779 @@
+/* ref.h - the naive C reference for the op tests (header-only).
+ *
+ * This is the only CPU implementation of the ops in the project. It is
+ * written for obviousness, not speed: every tensor is contiguous, every view
+ * is a gather through explicit strides, every op loops over output elements.
+ * It follows the documented semantics of sloth.h (NumPy broadcasting, the
+ * promotion order bool < u8 < i32 < f32, Python slicing, ...), never Sloth's
+ * own code.
+ *
+ * Values are held as doubles, each already converted to the tensor's dtype:
+ * an f32 element holds a float value, an i32 element an int32 value, a u8
+ * element 0..255 and a bool element 0 or 1. Float math is done in float, like
+ * the device does it, so most results agree to a few ulps.
+ *
+ * Every function returning a ref_t * returns a new tensor the caller frees
+ * with ref_free(), or NULL when Sloth is documented to refuse the request.
+ */
+#ifndef SLOTH_TEST_REF_H
+#define SLOTH_TEST_REF_H
+
+#include <sloth.h>
+
+#include "tap.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REF_FN static __attribute__((unused))
+
+typedef struct ref_t {
+  sloth_dtype dt;
+  int rank;
+  int64_t shape[SLOTH_MAX_RANK];
+  int64_t n; /* number of elements */
+  double *v; /* n values, row-major */
+} ref_t;
+
+/* ------------------------------------------------------------------ basics */
+
+REF_FN int64_t ref_numel(int rank, const int64_t *shape) {
+  int64_t n = 1;
+  for (int d = 0; d < rank; d++) n *= shape[d];
+  return n;
+}
+
+REF_FN ref_t *ref_alloc(sloth_dtype dt, int rank, const int64_t *shape) {
+  ref_t *r = calloc(1, sizeof *r);
+  if (!r) abort();
+  r->dt = dt;
+  r->rank = rank;
+  for (int d = 0; d < rank; d++) r->shape[d] = shape[d];
+  r->n = ref_numel(rank, shape);
+  r->v = calloc((size_t)(r->n ? r->n : 1), sizeof *r->v);
+  if (!r->v) abort();
+  return r;
+}
+
+REF_FN void ref_free(ref_t *r) {
+  if (!r) return;
+  free(r->v);
+  free(r);
+}
+
+REF_FN ref_t *ref_clone(const ref_t *x) {
+  ref_t *r = ref_alloc(x->dt, x->rank, x->shape);
+  memcpy(r->v, x->v, (size_t)x->n * sizeof *r->v);
+  return r;
+}
+
+/* Contiguous row-major strides of a shape. */
+REF_FN void ref_strides(int rank, const int64_t *shape, int64_t *strides) {
+  int64_t s = 1;
+  for (int d = rank - 1; d >= 0; d--) {
+    strides[d] = s;
+    s *= shape[d];
+  }
+}
+
+/* Coordinates of row-major position i in a shape. */
+REF_FN void ref_unravel(int64_t i, int rank, const int64_t *shape, int64_t *coords) {
+  for (int d = rank - 1; d >= 0; d--) {
+    coords[d] = shape[d] ? i % shape[d] : 0;
+    i = shape[d] ? i / shape[d] : 0;
+  }
+}
+
+REF_FN int ref_same_shape(int ra, const int64_t *a, int rb, const int64_t *b) {
+  if (ra != rb) return 0;
+  for (int d = 0; d < ra; d++)
+    if (a[d] != b[d]) return 0;
+  return 1;
+}
+
+REF_FN void ref_shape_str(char *buf, size_t len, int rank, const int64_t *shape) {
+  size_t u = (size_t)snprintf(buf, len, "[");
+  for (int d = 0; d < rank && u < len; d++) u += (size_t)snprintf(buf + u, len - u, d ? ",%lld" : "%lld", (long long)shape[d]);
+  if (u < len) snprintf(buf + u, len - u, "]");
+}
+
+/* ------------------------------------------------------------------ dtypes */
+
+/* A value converted to a dtype as C (and OpenCL C) converts it: floats
+ * round to float, float to int truncates toward zero (the tests keep such
+ * values in range), int to a narrower unsigned type wraps, anything to
+ * bool is "!= 0". */
+REF_FN double ref_conv(double x, sloth_dtype dt) {
+  switch (dt) {
+  case SLOTH_F32: return (double)(float)x;
+  case SLOTH_I32: {
+    if (isnan(x)) return 0;
+    int64_t i = (int64_t)trunc(x);
+    return (double)(int32_t)(uint32_t)(uint64_t)i;
+  }
+  case SLOTH_U8: {
+    if (isnan(x)) return 0;
+    int64_t i = (int64_t)trunc(x);
+    return (double)(uint8_t)(uint64_t)i;
+  }
+  case SLOTH_BOOL: return x != 0;
+  default: return x;
+  }
+}
+
+/* bool < u8 < i32 < f32 */
+REF_FN int ref_dtype_rank(sloth_dtype dt) {
+  switch (dt) {
+  case SLOTH_BOOL: return 0;
+  case SLOTH_U8: return 1;
+  case SLOTH_I32: return 2;
+  default: return 3;
+  }
+}
+
+REF_FN sloth_dtype ref_promote(sloth_dtype a, sloth_dtype b) { return ref_dtype_rank(a) >= ref_dtype_rank(b) ? a : b; }
+
+/* ------------------------------------------------------------------ host transfer */
+
+REF_FN ref_t *ref_from_host(const void *data, sloth_dtype dt, int rank, const int64_t *shape) {
+  ref_t *r = ref_alloc(dt, rank, shape);
+  for (int64_t i = 0; i < r->n; i++) {
+    switch (dt) {
+    case SLOTH_F32: r->v[i] = ((const float *)data)[i]; break;
+    case SLOTH_I32: r->v[i] = ((const int32_t *)data)[i]; break;
+    case SLOTH_U8: r->v[i] = ((const uint8_t *)data)[i]; break;
+    default: r->v[i] = ((const uint8_t *)data)[i] != 0; break;
+    }
+  }
+  return r;
+}
+
+/* Writes r's values in its dtype's host layout (the buffer for sloth_from_host). */
+REF_FN void *ref_to_host(const ref_t *r) {
+  size_t es = sloth_dtype_size(r->dt);
+  void *p = malloc((size_t)(r->n ? r->n : 1) * es);
+  if (!p) abort();
+  for (int64_t i = 0; i < r->n; i++) {
+    switch (r->dt) {
+    case SLOTH_F32: ((float *)p)[i] = (float)r->v[i]; break;
+    case SLOTH_I32: ((int32_t *)p)[i] = (int32_t)r->v[i]; break;
+    default: ((uint8_t *)p)[i] = (uint8_t)r->v[i]; break;
+    }
+  }
+  return p;
+}
+
+/* A Sloth tensor holding r's values. */
+REF_FN sloth_tensor *ref_upload(const ref_t *r) {
+  void *p = ref_to_host(r);
+  sloth_tensor *t = sloth_from_host(p, r->dt, r->rank, r->shape);
+  free(p);
+  return t;
+}
+
+/* Reads a Sloth tensor back (a sync point) into a reference tensor; NULL
+ * when the read fails. */
+REF_FN ref_t *ref_download(sloth_tensor *t) {
+  if (!t) return NULL;
+  sloth_dtype dt = sloth_dtype_of(t);
+  int rank = sloth_rank(t);
+  int64_t shape[SLOTH_MAX_RANK];
+  for (int d = 0; d < rank; d++) shape[d] = sloth_dim(t, d);
+  ref_t *r = ref_alloc(dt, rank, shape);
+  size_t bytes = (size_t)r->n * sloth_dtype_size(dt);
+  void *p = malloc(bytes ? bytes : 1);
+  if (!p) abort();
+  if (sloth_to_host(t, p, bytes) != SLOTH_OK) {
+    free(p);
+    ref_free(r);
+    return NULL;
+  }
+  ref_t *out = ref_from_host(p, dt, rank, shape);
+  free(p);
+  ref_free(r);
+  return out;
+}
+
+/* ------------------------------------------------------------------ creation */
+
+REF_FN ref_t *ref_full(double value, sloth_dtype dt, int rank, const int64_t *shape) {
+  ref_t *r = ref_alloc(dt, rank, shape);
+  for (int64_t i = 0; i < r->n; i++) r->v[i] = ref_conv(value, dt);
+  return r;
+}
+
+/* numpy.arange: ceil((stop - start) / step) elements start + i * step. */
+REF_FN ref_t *ref_arange(double start, double stop, double step, sloth_dtype dt) {
+  if (step == 0 || dt == SLOTH_BOOL) return NULL;
+  double len = ceil((stop - start) / step);
+  int64_t n = len > 0 ? (int64_t)len : 0;
+  ref_t *r = ref_alloc(dt, 1, &n);
+  for (int64_t i = 0; i < n; i++) r->v[i] = ref_conv(start + (double)i * step, dt);
+  return r;
+}
+
+/* ------------------------------------------------------------------ strided gather */
+
+/* The tensor of the given shape whose element at coordinates c is
+ * x->v[offset + sum_d c[d] * strides[d]]. Every view is one of these. */
+REF_FN ref_t *ref_gather(const ref_t *x, int rank, const int64_t *shape, const int64_t *strides, int64_t offset) {
+  ref_t *r = ref_alloc(x->dt, rank, shape);
+  int64_t c[SLOTH_MAX_RANK];
+  for (int64_t i = 0; i < r->n; i++) {
+    ref_unravel(i, rank, shape, c);
+    int64_t at = offset;
+    for (int d = 0; d < rank; d++) at += c[d] * strides[d];
+    if (at < 0 || at >= x->n) {
+      fprintf(stderr, "ref_gather: index %lld out of range %lld\n", (long long)at, (long long)x->n);
+      abort();
+    }
+    r->v[i] = x->v[at];
+  }
+  return r;
+}
+
+/* NumPy broadcasting of n shapes; returns 0 if they do not broadcast. */
+REF_FN int ref_broadcast_shape(int n, const ref_t *const *xs, int *rank, int64_t *shape) {
+  int r = 0;
+  for (int i = 0; i < n; i++)
+    if (xs[i]->rank > r) r = xs[i]->rank;
+  for (int d = 0; d < r; d++) {
+    int64_t size = 1;
+    for (int i = 0; i < n; i++) {
+      int k = d - (r - xs[i]->rank); /* the operand's axis aligned with d, from the right */
+      if (k < 0) continue;
+      int64_t s = xs[i]->shape[k];
+      if (s == 1 || s == size) continue;
+      if (size != 1) return 0;
+      size = s;
+    }
+    shape[d] = size;
+  }
+  *rank = r;
+  return 1;
+}
+
+/* x broadcast to (rank, shape): missing leading axes and size-1 axes get stride 0. */
+REF_FN ref_t *ref_broadcast_to(const ref_t *x, int rank, const int64_t *shape) {
+  if (rank < x->rank) return NULL;
+  int64_t xs[SLOTH_MAX_RANK], st[SLOTH_MAX_RANK];
+  ref_strides(x->rank, x->shape, xs);
+  int lead = rank - x->rank;
+  for (int d = 0; d < rank; d++) {
+    if (d < lead) {
+      st[d] = 0;
+      continue;
+    }
+    int64_t have = x->shape[d - lead];
+    if (have == shape[d]) st[d] = xs[d - lead];
+    else if (have == 1) st[d] = 0;
+    else return NULL;
+  }
+  return ref_gather(x, rank, shape, st, 0);
+}
+
+/* ------------------------------------------------------------------ views */
+
+/* One -1 entry is inferred. */
+REF_FN ref_t *ref_reshape(const ref_t *x, int rank, const int64_t *shape) {
+  int64_t s[SLOTH_MAX_RANK], known = 1;
+  int infer = -1;
+  for (int d = 0; d < rank; d++) {
+    s[d] = shape[d];
+    if (s[d] == -1 && infer < 0) infer = d;
+    else if (s[d] < 0) return NULL;
+    else known *= s[d];
+  }
+  if (infer >= 0) {
+    if (known == 0 || x->n % known) return NULL;
+    s[infer] = x->n / known;
+  } else if (known != x->n) return NULL;
+  ref_t *r = ref_alloc(x->dt, rank, s);
+  memcpy(r->v, x->v, (size_t)x->n * sizeof *r->v);
+  return r;
+}
+
+/* Output axis d is input axis perm[d] (negative entries count from the end). */
+REF_FN ref_t *ref_permute(const ref_t *x, const int *perm) {
+  int64_t xs[SLOTH_MAX_RANK], st[SLOTH_MAX_RANK], shape[SLOTH_MAX_RANK];
+  int used[SLOTH_MAX_RANK] = {0};
+  ref_strides(x->rank, x->shape, xs);
+  for (int d = 0; d < x->rank; d++) {
+    int p = perm[d] < 0 ? perm[d] + x->rank : perm[d];
+    if (p < 0 || p >= x->rank || used[p]++) return NULL;
+    shape[d] = x->shape[p];
+    st[d] = xs[p];
+  }
+  return ref_gather(x, x->rank, shape, st, 0);
+}
+
+REF_FN ref_t *ref_transpose(const ref_t *x, int a, int b) {
+  int perm[SLOTH_MAX_RANK];
+  if (a < 0) a += x->rank;
+  if (b < 0) b += x->rank;
+  if (a < 0 || a >= x->rank || b < 0 || b >= x->rank) return NULL;
+  for (int d = 0; d < x->rank; d++) perm[d] = d;
+  perm[a] = b;
+  perm[b] = a;
+  return ref_permute(x, perm);
+}
+
+/* Like torch.expand: -1 keeps an existing size; new axes lead. */
+REF_FN ref_t *ref_expand(const ref_t *x, int rank, const int64_t *shape) {
+  if (rank < x->rank) return NULL;
+  int64_t s[SLOTH_MAX_RANK];
+  int lead = rank - x->rank;
+  for (int d = 0; d < rank; d++) s[d] = (shape[d] == -1 && d >= lead) ? x->shape[d - lead] : shape[d];
+  return ref_broadcast_to(x, rank, s);
+}
+
+/* The length of x[start:stop:step] over an axis of size len, and the
+ * adjusted start (CPython's PySlice_AdjustIndices). */
+REF_FN int64_t ref_slice_indices(int64_t len, int64_t *start, int64_t *stop, int64_t step) {
+  if (*start < 0) {
+    *start += len;
+    if (*start < 0) *start = step < 0 ? -1 : 0;
+  } else if (*start >= len) *start = step < 0 ? len - 1 : len;
+  if (*stop < 0) {
+    *stop += len;
+    if (*stop < 0) *stop = step < 0 ? -1 : 0;
+  } else if (*stop >= len) *stop = step < 0 ? len - 1 : len;
+  if (step < 0) return *stop < *start ? (*start - *stop - 1) / (-step) + 1 : 0;
+  return *start < *stop ? (*stop - *start - 1) / step + 1 : 0;
+}
+
+REF_FN ref_t *ref_slice(const ref_t *x, int axis, int64_t start, int64_t stop, int64_t step) {
+  if (axis < 0) axis += x->rank;
+  if (axis < 0 || axis >= x->rank || step == 0) return NULL;
+  int64_t xs[SLOTH_MAX_RANK], shape[SLOTH_MAX_RANK], st[SLOTH_MAX_RANK];
+  ref_strides(x->rank, x->shape, xs);
+  int64_t count = ref_slice_indices(x->shape[axis], &start, &stop, step);
+  for (int d = 0; d < x->rank; d++) {
+    shape[d] = x->shape[d];
+    st[d] = xs[d];
+  }
+  shape[axis] = count;
+  st[axis] = xs[axis] * step;
+  return ref_gather(x, x->rank, shape, st, count ? start * xs[axis] : 0);
+}
+
+REF_FN ref_t *ref_squeeze(const ref_t *x, int axis) {
+  if (axis < 0) axis += x->rank;
+  if (axis < 0 || axis >= x->rank || x->shape[axis] != 1) return NULL;
+  int64_t s[SLOTH_MAX_RANK];
+  int r = 0;
+  for (int d = 0; d < x->rank; d++)
+    if (d != axis) s[r++] = x->shape[d];
+  return ref_reshape(x, r, s);
+}
+
+REF_FN ref_t *ref_unsqueeze(const ref_t *x, int axis) {
+  if (axis < 0) axis += x->rank + 1;
+  if (axis < 0 || axis > x->rank || x->rank == SLOTH_MAX_RANK) return NULL;
+  int64_t s[SLOTH_MAX_RANK];
+  for (int d = 0, i = 0; d <= x->rank; d++) s[d] = d == axis ? 1 : x->shape[i++];
+  return ref_reshape(x, x->rank + 1, s);
+}
+
+/* Axes start..end (inclusive) merged into one; a rank-0 tensor becomes [1]. */
+REF_FN ref_t *ref_flatten(const ref_t *x, int start, int end) {
+  if (x->rank == 0) {
+    int64_t one = 1;
+    return ref_reshape(x, 1, &one);
+  }
+  if (start < 0) start += x->rank;
+  if (end < 0) end += x->rank;
+  if (start < 0 || start >= x->rank || end < 0 || end >= x->rank || end < start) return NULL;
+  int64_t s[SLOTH_MAX_RANK];
+  int r = 0;
+  for (int d = 0; d < start; d++) s[r++] = x->shape[d];
+  int64_t m = 1;
+  for (int d = start; d <= end; d++) m *= x->shape[d];
+  s[r++] = m;
+  for (int d = end + 1; d < x->rank; d++) s[r++] = x->shape[d];
+  return ref_reshape(x, r, s);
+}
+
+/* ------------------------------------------------------------------ elementwise */
+
+typedef enum ref_unary_op {
+  RU_NEG, RU_ABS, RU_EXP, RU_LOG, RU_SQRT, RU_RSQRT, RU_SIN, RU_COS, RU_TANH, RU_SIGMOID,
+  RU_RELU, RU_FLOOR, RU_CEIL, RU_ROUND, RU_SQUARE, RU_RECIP, RU_SIGN, RU_NOT, RU_COUNT
+} ref_unary_op;
+
+static const char *const ref_unary_names[RU_COUNT] __attribute__((unused)) = {
+    "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
+    "relu", "floor", "ceil", "round", "square", "reciprocal", "sign", "logical_not"};
+
+static sloth_tensor *(*const ref_unary_sloth[RU_COUNT])(sloth_tensor *) __attribute__((unused)) = {
+    sloth_neg, sloth_abs, sloth_exp, sloth_log, sloth_sqrt, sloth_rsqrt, sloth_sin, sloth_cos, sloth_tanh, sloth_sigmoid,
+    sloth_relu, sloth_floor, sloth_ceil, sloth_round, sloth_square, sloth_reciprocal, sloth_sign, sloth_logical_not};
+
+/* Transcendental ops compute in f32 whatever the input. */
+REF_FN int ref_unary_is_math(ref_unary_op op) {
+  switch (op) {
+  case RU_EXP: case RU_LOG: case RU_SQRT: case RU_RSQRT: case RU_SIN: case RU_COS:
+  case RU_TANH: case RU_SIGMOID: case RU_RECIP: return 1;
+  default: return 0;
+  }
+}
+
+/* Result dtype, or -1 where the op refuses the dtype (neg and sign of bool). */
+REF_FN int ref_unary_dtype(ref_unary_op op, sloth_dtype in) {
+  if (op == RU_NOT) return SLOTH_BOOL;
+  if (ref_unary_is_math(op)) return SLOTH_F32;
+  if ((op == RU_NEG || op == RU_SIGN) && in == SLOTH_BOOL) return -1;
+  return in;
+}
+
+REF_FN double ref_unary_value(ref_unary_op op, double x, sloth_dtype dt) {
+  if (op == RU_NOT) return x == 0;
+  if (dt == SLOTH_F32) {
+    float f = (float)x, r;
+    switch (op) {
+    case RU_NEG: r = -f; break;
+    case RU_ABS: r = fabsf(f); break;
+    case RU_EXP: r = expf(f); break;
+    case RU_LOG: r = logf(f); break;
+    case RU_SQRT: r = sqrtf(f); break;
+    case RU_RSQRT: r = 1.0f / sqrtf(f); break;
+    case RU_SIN: r = sinf(f); break;
+    case RU_COS: r = cosf(f); break;
+    case RU_TANH: r = tanhf(f); break;
+    case RU_SIGMOID: r = 1.0f / (1.0f + expf(-f)); break;
+    case RU_RELU: r = f > 0 ? f : 0.0f; break;
+    case RU_FLOOR: r = floorf(f); break;
+    case RU_CEIL: r = ceilf(f); break;
+    case RU_ROUND: r = rintf(f); break; /* halves to even */
+    case RU_SQUARE: r = f * f; break;
+    case RU_RECIP: r = 1.0f / f; break;
+    case RU_SIGN: r = f > 0 ? 1.0f : f < 0 ? -1.0f : f; break;
+    default: r = NAN; break;
+    }
+    return r;
+  }
+  int64_t i = (int64_t)x, r;
+  switch (op) {
+  case RU_NEG: r = -i; break;
+  case RU_ABS: r = i < 0 ? -i : i; break;
+  case RU_RELU: r = i > 0 ? i : 0; break;
+  case RU_SQUARE: r = i * i; break;
+  case RU_SIGN: r = (i > 0) - (i < 0); break;
+  default: r = i; break; /* floor, ceil, round of an integer */
+  }
+  return ref_conv((double)r, dt);
+}
+
+REF_FN ref_t *ref_unary(ref_unary_op op, const ref_t *x) {
+  int dt = ref_unary_dtype(op, x->dt);
+  if (dt < 0) return NULL;
+  sloth_dtype compute = op == RU_NOT ? SLOTH_BOOL : (sloth_dtype)dt;
+  ref_t *r = ref_alloc((sloth_dtype)dt, x->rank, x->shape);
+  for (int64_t i = 0; i < x->n; i++) r->v[i] = ref_unary_value(op, ref_conv(x->v[i], compute), compute);
+  return r;
+}
+
+REF_FN ref_t *ref_cast(const ref_t *x, sloth_dtype dt) {
+  ref_t *r = ref_alloc(dt, x->rank, x->shape);
+  for (int64_t i = 0; i < x->n; i++) r->v[i] = ref_conv(x->v[i], dt);
+  return r;
+}
+
+typedef enum ref_binary_op {
+  RB_ADD, RB_SUB, RB_MUL, RB_DIV, RB_POW, RB_MAXIMUM, RB_MINIMUM,
+  RB_EQ, RB_NE, RB_LT, RB_LE, RB_GT, RB_GE, RB_AND, RB_OR, RB_COUNT
+} ref_binary_op;
+
+static const char *const ref_binary_names[RB_COUNT] __attribute__((unused)) = {
+    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or"};
+
+static sloth_tensor *(*const ref_binary_sloth[RB_COUNT])(sloth_tensor *, sloth_tensor *) __attribute__((unused)) = {
+    sloth_add, sloth_sub, sloth_mul, sloth_div, sloth_pow, sloth_maximum, sloth_minimum,
+    sloth_eq, sloth_ne, sloth_lt, sloth_le, sloth_gt, sloth_ge, sloth_logical_and, sloth_logical_or};
+
+REF_FN int ref_binary_is_cmp(ref_binary_op op) { return op >= RB_EQ && op <= RB_GE; }
+
+/* The dtype the operands are converted to before the op. */
+REF_FN sloth_dtype ref_binary_compute(ref_binary_op op, sloth_dtype a, sloth_dtype b) {
+  if (op == RB_AND || op == RB_OR) return SLOTH_BOOL;
+  if (op == RB_DIV || op == RB_POW) return SLOTH_F32; /* true division, float power */
+  return ref_promote(a, b);
+}
+
+REF_FN sloth_dtype ref_binary_dtype(ref_binary_op op, sloth_dtype a, sloth_dtype b) {
+  if (ref_binary_is_cmp(op) || op == RB_AND || op == RB_OR) return SLOTH_BOOL;
+  return ref_binary_compute(op, a, b);
+}
+
+/* a op b with both already converted to the compute dtype ct; the result
+ * converted to the result dtype. Integer results wrap like C's unsigned
+ * conversion; a bool result of arithmetic is "!= 0" (add = or, mul = and). */
+REF_FN double ref_binary_value(ref_binary_op op, double a, double b, sloth_dtype ct) {
+  switch (op) {
+  case RB_EQ: return a == b;
+  case RB_NE: return a != b;
+  case RB_LT: return a < b;
+  case RB_LE: return a <= b;
+  case RB_GT: return a > b;
+  case RB_GE: return a >= b;
+  case RB_AND: return a != 0 && b != 0;
+  case RB_OR: return a != 0 || b != 0;
+  default: break;
+  }
+  if (ct == SLOTH_F32) {
+    float x = (float)a, y = (float)b, r;
+    switch (op) {
+    case RB_ADD: r = x + y; break;
+    case RB_SUB: r = x - y; break;
+    case RB_MUL: r = x * y; break;
+    case RB_DIV: r = x / y; break;
+    case RB_POW: r = powf(x, y); break;
+    case RB_MAXIMUM: r = fmaxf(x, y); break;
+    case RB_MINIMUM: r = fminf(x, y); break;
+    default: r = NAN; break;
+    }
+    return r;
+  }
+  int64_t x = (int64_t)a, y = (int64_t)b, r;
+  switch (op) {
+  case RB_ADD: r = x + y; break;
+  case RB_SUB: r = x - y; break;
+  case RB_MUL: r = x * y; break;
+  case RB_MAXIMUM: r = x > y ? x : y; break;
+  case RB_MINIMUM: r = x < y ? x : y; break;
+  default: r = 0; break;
+  }
+  return ref_conv((double)r, ct);
+}
+
+REF_FN ref_t *ref_binary(ref_binary_op op, const ref_t *a, const ref_t *b) {
+  const ref_t *xs[2] = {a, b};
+  int rank;
+  int64_t shape[SLOTH_MAX_RANK];
+  if (!ref_broadcast_shape(2, xs, &rank, shape)) return NULL;
+  sloth_dtype ct = ref_binary_compute(op, a->dt, b->dt);
+  ref_t *ba = ref_broadcast_to(a, rank, shape), *bb = ref_broadcast_to(b, rank, shape);
+  ref_t *r = ref_alloc(ref_binary_dtype(op, a->dt, b->dt), rank, shape);
+  for (int64_t i = 0; i < r->n; i++) r->v[i] = ref_binary_value(op, ref_conv(ba->v[i], ct), ref_conv(bb->v[i], ct), ct);
+  ref_free(ba);
+  ref_free(bb);
+  return r;
+}
+
+/* The scalar ops: the scalar takes the tensor's dtype, unless a fractional
+ * (or non-finite) value meets an integer tensor: then it is an f32 scalar. */
+REF_FN ref_t *ref_binary_scalar(ref_binary_op op, const ref_t *a, double s) {
+  sloth_dtype sdt = a->dt;
+  if (sdt != SLOTH_F32 && (s != floor(s) || !isfinite(s))) sdt = SLOTH_F32;
+  ref_t *sc = ref_full(s, sdt, 0, NULL);
+  ref_t *r = ref_binary(op, a, sc);
+  ref_free(sc);
+  return r;
+}
+
+/* where(cond, a, b): cond as bool; a and b promote; all three broadcast. */
+REF_FN ref_t *ref_where(const ref_t *c, const ref_t *a, const ref_t *b) {
+  const ref_t *xs[3] = {c, a, b};
+  int rank;
+  int64_t shape[SLOTH_MAX_RANK];
+  if (!ref_broadcast_shape(3, xs, &rank, shape)) return NULL;
+  sloth_dtype dt = ref_promote(a->dt, b->dt);
+  ref_t *bc = ref_broadcast_to(c, rank, shape), *ba = ref_broadcast_to(a, rank, shape), *bb = ref_broadcast_to(b, rank, shape);
+  ref_t *r = ref_alloc(dt, rank, shape);
+  for (int64_t i = 0; i < r->n; i++) r->v[i] = ref_conv(bc->v[i] != 0 ? ba->v[i] : bb->v[i], dt);
+  ref_free(bc);
+  ref_free(ba);
+  ref_free(bb);
+  return r;
+}
+
+/* ------------------------------------------------------------------ reductions */
+
+typedef enum ref_reduce_op { RR_SUM, RR_MEAN, RR_MAX, RR_MIN, RR_PROD, RR_ARGMAX, RR_ARGMIN, RR_COUNT } ref_reduce_op;
+
+static const char *const ref_reduce_names[RR_COUNT] __attribute__((unused)) = {"sum", "mean", "max", "min", "prod", "argmax", "argmin"};
+
+/* Calls the Sloth reduction; arg-reductions take axes[0]. */
+REF_FN sloth_tensor *ref_reduce_sloth(ref_reduce_op op, sloth_tensor *x, const int *axes, int naxes, int keepdim) {
+  switch (op) {
+  case RR_SUM: return sloth_sum(x, axes, naxes, keepdim);
+  case RR_MEAN: return sloth_mean(x, axes, naxes, keepdim);
+  case RR_MAX: return sloth_max(x, axes, naxes, keepdim);
+  case RR_MIN: return sloth_min(x, axes, naxes, keepdim);
+  case RR_PROD: return sloth_prod(x, axes, naxes, keepdim);
+  case RR_ARGMAX: return sloth_argmax(x, axes[0], keepdim);
+  default: return sloth_argmin(x, axes[0], keepdim);
+  }
+}
+
+REF_FN sloth_dtype ref_reduce_dtype(ref_reduce_op op, sloth_dtype in) {
+  switch (op) {
+  case RR_SUM: case RR_PROD: return in == SLOTH_F32 ? SLOTH_F32 : SLOTH_I32;
+  case RR_MEAN: return SLOTH_F32;
+  case RR_MAX: case RR_MIN: return in;
+  default: return SLOTH_I32;
+  }
+}
+
+/* Reduction over the listed axes (naxes == 0: all; arg-reductions: exactly
+ * one). Sums and products accumulate in double; an empty sum is 0, an empty
+ * product 1, an empty mean NaN; max, min and the arg-reductions of an empty
+ * axis are refused (NULL). argmax/argmin give the first index of the extreme. */
+REF_FN ref_t *ref_reduce(ref_reduce_op op, const ref_t *x, const int *axes, int naxes, int keepdim) {
+  int red[SLOTH_MAX_RANK] = {0};
+  int arg = op == RR_ARGMAX || op == RR_ARGMIN;
+  if (arg && naxes != 1) return NULL;
+  for (int i = 0; i < naxes; i++) {
+    int a = axes[i] < 0 ? axes[i] + x->rank : axes[i];
+    if (a < 0 || a >= x->rank || red[a]) return NULL;
+    red[a] = 1;
+  }
+  if (naxes == 0)
+    for (int d = 0; d < x->rank; d++) red[d] = 1;
+  int64_t count = 1;
+  for (int d = 0; d < x->rank; d++)
+    if (red[d]) {
+      count *= x->shape[d];
+      if (x->shape[d] == 0 && (op == RR_MAX || op == RR_MIN || arg)) return NULL;
+    }
+  /* output shape, and the same shape with every reduced axis kept as 1 */
+  int64_t oshape[SLOTH_MAX_RANK], kshape[SLOTH_MAX_RANK];
+  int orank = 0;
+  for (int d = 0; d < x->rank; d++) {
+    kshape[d] = red[d] ? 1 : x->shape[d];
+    if (!red[d]) oshape[orank++] = x->shape[d];
+    else if (keepdim) oshape[orank++] = 1;
+  }
+  sloth_dtype in_dt = op == RR_MEAN ? SLOTH_F32 : x->dt;
+  ref_t *r = ref_alloc(ref_reduce_dtype(op, x->dt), orank, oshape);
+  double *acc = calloc((size_t)(r->n ? r->n : 1), sizeof *acc);
+  int64_t *best = calloc((size_t)(r->n ? r->n : 1), sizeof *best);
+  char *seen = calloc((size_t)(r->n ? r->n : 1), 1);
+  if (!acc || !best || !seen) abort();
+  for (int64_t o = 0; o < r->n; o++) acc[o] = op == RR_PROD ? 1 : 0;
+  int64_t c[SLOTH_MAX_RANK], ks[SLOTH_MAX_RANK];
+  ref_strides(x->rank, kshape, ks);
+  int axis = arg ? (axes[0] < 0 ? axes[0] + x->rank : axes[0]) : 0;
+  for (int64_t i = 0; i < x->n; i++) {
+    ref_unravel(i, x->rank, x->shape, c);
+    int64_t o = 0;
+    for (int d = 0; d < x->rank; d++)
+      if (!red[d]) o += c[d] * ks[d];
+    double v = ref_conv(x->v[i], in_dt);
+    switch (op) {
+    case RR_SUM: case RR_MEAN: acc[o] += v; break;
+    case RR_PROD: acc[o] *= v; break;
+    case RR_MAX: if (!seen[o] || v > acc[o]) acc[o] = v; break;
+    case RR_MIN: if (!seen[o] || v < acc[o]) acc[o] = v; break;
+    case RR_ARGMAX: if (!seen[o] || v > acc[o]) { acc[o] = v; best[o] = c[axis]; } break;
+    case RR_ARGMIN: if (!seen[o] || v < acc[o]) { acc[o] = v; best[o] = c[axis]; } break;
+    default: break;
+    }
+    seen[o] = 1;
+  }
+  for (int64_t o = 0; o < r->n; o++) {
+    double v = acc[o];
+    if (op == RR_MEAN) v = count ? v / (double)count : NAN;
+    if (arg) v = (double)best[o];
+    r->v[o] = ref_conv(v, r->dt);
+  }
+  free(acc);
+  free(best);
+  free(seen);
+  return r;
+}
+
+/* ------------------------------------------------------------------ random data */
+
+/* splitmix64: small, seedable, the same on every platform */
+typedef struct ref_rng {
+  uint64_t s;
+} ref_rng;
+
+REF_FN uint64_t ref_rng_next(ref_rng *g) {
+  uint64_t z = (g->s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* uniform in [0, n) */
+REF_FN int64_t ref_rng_int(ref_rng *g, int64_t n) { return n > 0 ? (int64_t)(ref_rng_next(g) % (uint64_t)n) : 0; }
+/* uniform in [0, 1) */
+REF_FN double ref_rng_unit(ref_rng *g) { return (double)(ref_rng_next(g) >> 11) * (1.0 / 9007199254740992.0); }
+
+/* Random values in [lo, hi]: multiples of step from lo when step > 0 (so
+ * ties, zeros and halves occur), else continuous. Bool tensors get 0/1. */
+REF_FN ref_t *ref_random(ref_rng *g, sloth_dtype dt, int rank, const int64_t *shape, double lo, double hi, double step) {
+  ref_t *r = ref_alloc(dt, rank, shape);
+  for (int64_t i = 0; i < r->n; i++) {
+    double v;
+    if (dt == SLOTH_BOOL) v = (double)ref_rng_int(g, 2);
+    else if (step > 0) v = lo + step * (double)ref_rng_int(g, (int64_t)floor((hi - lo) / step + 1e-9) + 1);
+    else v = lo + (hi - lo) * ref_rng_unit(g);
+    r->v[i] = ref_conv(v, dt);
+  }
+  return r;
+}
+
+/* ------------------------------------------------------------------ comparison */
+
+/* Compares got with want: same dtype, same shape, and values equal (exactly
+ * for integer and bool dtypes and when atol and rtol are both 0; otherwise
+ * |got - want| <= atol + rtol * |want|, tap_max_err's rule), NaN matching
+ * NaN and an infinity itself. Returns 1 if they match;
+ * otherwise writes a description of the first difference to why. */
+REF_FN int ref_match(const ref_t *got, const ref_t *want, double atol, double rtol, char *why, size_t whylen) {
+  char a[96], b[96];
+  if (got->dt != want->dt) {
+    snprintf(why, whylen, "dtype %s, want %s", sloth_dtype_name(got->dt), sloth_dtype_name(want->dt));
+    return 0;
+  }
+  if (!ref_same_shape(got->rank, got->shape, want->rank, want->shape)) {
+    ref_shape_str(a, sizeof a, got->rank, got->shape);
+    ref_shape_str(b, sizeof b, want->rank, want->shape);
+    snprintf(why, whylen, "shape %s, want %s", a, b);
+    return 0;
+  }
+  int64_t bad = -1, nbad = 0;
+  double worst = 0;
+  int exact = atol == 0 && rtol == 0;
+  if (want->dt == SLOTH_F32 && !exact) {
+    /* the pass criterion for floats is tap_max_err's; the loop below finds the first bad element */
+    float *fg = malloc((size_t)(want->n ? want->n : 1) * sizeof *fg), *fw = malloc((size_t)(want->n ? want->n : 1) * sizeof *fw);
+    if (!fg || !fw) abort();
+    for (int64_t i = 0; i < want->n; i++) fg[i] = (float)got->v[i], fw[i] = (float)want->v[i];
+    double e = tap_max_err(fg, fw, (long)want->n, atol, rtol);
+    free(fg);
+    free(fw);
+    if (e <= 1) return 1;
+  }
+  for (int64_t i = 0; i < want->n; i++) {
+    double g = got->v[i], w = want->v[i];
+    int same;
+    if (isnan(w) || isnan(g)) same = isnan(w) && isnan(g);
+    else if (want->dt != SLOTH_F32 || exact) same = g == w;
+    else if (isinf(w) || isinf(g)) same = g == w;
+    else {
+      double e = fabs(g - w) / (atol + rtol * fabs(w));
+      same = e <= 1;
+      if (e > worst) worst = e;
+    }
+    if (!same) {
+      if (bad < 0) bad = i;
+      nbad++;
+    }
+  }
+  if (bad < 0) return 1;
+  int64_t c[SLOTH_MAX_RANK];
+  ref_unravel(bad, want->rank, want->shape, c);
+  ref_shape_str(a, sizeof a, want->rank, c);
+  snprintf(why, whylen, "%lld of %lld elements differ; first at %s: got %.9g, want %.9g (worst normalized error %.3g)",
+           (long long)nbad, (long long)want->n, a, got->v[bad], want->v[bad], worst);
+  return 0;
+}
+
+#endif

@@ -1,0 +1,271 @@
+/* test_nvrtc.c - the CUDA code generator, checked without a GPU.
+ *
+ * Runs a representative workload (every elementwise op on every dtype, views,
+ * broadcasts, every reduction, where/cast, arange/full, scalars) on whatever
+ * device the default picks, with SLOTH_DUMP_CUDA set, so the executor also
+ * writes the CUDA C of every kernel it builds. Then compiles each dumped .cu
+ * with NVRTC (opened with dlopen, as the CUDA backend does) to PTX for a fixed
+ * architecture, and checks that float kernels stay in single precision.
+ * Skipped where NVRTC is not installed. */
+#include <sloth.h>
+
+#include "../backend-cuda/cuda_api.h"
+#include "tap.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct {
+#define X(name, ret, params) sl_##name##_fn name;
+  SL_NVRTC_FUNCS(X)
+#undef X
+} nv;
+
+static const char *load_nvrtc(void) {
+  static const char *const names[] = SL_NVRTC_SONAMES;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h) continue;
+    int complete = 1;
+#define X(name, ret, params) complete &= (nv.name = (sl_##name##_fn)dlsym(h, #name)) != NULL;
+    SL_NVRTC_FUNCS(X)
+#undef X
+    if (complete) return names[i];
+    dlclose(h);
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ the workload */
+
+static const sloth_dtype dtypes[] = {SLOTH_F32, SLOTH_I32, SLOTH_U8, SLOTH_BOOL};
+
+static sloth_tensor *make(sloth_dtype dt, int rank, const int64_t *shape) {
+  int64_t n = 1;
+  for (int d = 0; d < rank; d++) n *= shape[d];
+  void *data = malloc((size_t)(n ? n : 1) * 4);
+  for (int64_t i = 0; i < n; i++) {
+    switch (dt) {
+    case SLOTH_F32: ((float *)data)[i] = (float)(i % 11) * 0.25f - 1.0f; break;
+    case SLOTH_I32: ((int32_t *)data)[i] = (int32_t)(i % 13) - 6; break;
+    case SLOTH_U8: ((uint8_t *)data)[i] = (uint8_t)(i * 7 % 256); break;
+    default: ((uint8_t *)data)[i] = (uint8_t)(i % 3 == 0); break;
+    }
+  }
+  sloth_tensor *t = sloth_from_host(data, dt, rank, shape);
+  free(data);
+  return t;
+}
+
+typedef sloth_tensor *(*unary_fn)(sloth_tensor *);
+typedef sloth_tensor *(*binary_fn)(sloth_tensor *, sloth_tensor *);
+
+static const unary_fn unaries[] = {sloth_neg,  sloth_abs,     sloth_exp,   sloth_log,        sloth_sqrt,
+                                   sloth_rsqrt, sloth_sin,    sloth_cos,   sloth_tanh,       sloth_sigmoid,
+                                   sloth_relu, sloth_floor,   sloth_ceil,  sloth_round,      sloth_square,
+                                   sloth_reciprocal, sloth_sign, sloth_logical_not};
+static const binary_fn binaries[] = {sloth_add, sloth_sub, sloth_mul, sloth_div, sloth_pow,
+                                     sloth_maximum, sloth_minimum, sloth_eq, sloth_ne, sloth_lt,
+                                     sloth_le, sloth_gt, sloth_ge, sloth_logical_and, sloth_logical_or};
+
+#define N_UNARY (int)(sizeof unaries / sizeof unaries[0])
+#define N_BINARY (int)(sizeof binaries / sizeof binaries[0])
+
+static int step(const char *what) {
+  int rc = sloth_mark_step();
+  if (rc != SLOTH_OK) diag("%s: %s", what, sloth_last_error());
+  return rc == SLOTH_OK;
+}
+
+static int workload(void) {
+  int good = 1;
+  const int64_t s34[] = {3, 4}, s4[] = {4}, s31[] = {3, 1}, s234[] = {2, 3, 4}, s2345[] = {2, 3, 4, 5};
+
+  /* every unary and binary op, alone, on every dtype (one kernel each) */
+  for (size_t t = 0; t < sizeof dtypes / sizeof dtypes[0]; t++) {
+    sloth_scope_begin();
+    sloth_tensor *a = make(dtypes[t], 2, s34), *b = make(dtypes[t], 2, s34);
+    for (int i = 0; i < N_UNARY; i++) unaries[i](a);
+    for (int i = 0; i < N_BINARY; i++) binaries[i](a, b);
+    good &= step(sloth_dtype_name(dtypes[t]));
+    sloth_scope_end();
+  }
+
+  /* a fused chain of everything, with broadcasts, scalars and mixed dtypes */
+  sloth_scope_begin();
+  {
+    sloth_tensor *x = make(SLOTH_F32, 2, s34), *row = make(SLOTH_F32, 1, s4), *col = make(SLOTH_I32, 2, s31);
+    sloth_tensor *y = sloth_add(x, row);
+    for (int i = 0; i < N_UNARY - 1; i++) y = sloth_add(unaries[i](y), sloth_mul_scalar(x, 0.5));
+    for (int i = 0; i < N_BINARY; i++) y = sloth_where(binaries[i](y, col), y, sloth_cast(col, SLOTH_F32));
+    y = sloth_pow_scalar(sloth_div_scalar(sloth_sub_scalar(y, 1.0), 3.0), 2.0);
+    sloth_tensor *s = sloth_scalar(2.5, SLOTH_F32), *si = sloth_scalar(3, SLOTH_I32);
+    sloth_mul(y, s);
+    sloth_add(col, si);
+    sloth_logical_and(sloth_gt(col, si), sloth_lt(x, s));
+  }
+  good &= step("fused chain");
+  sloth_scope_end();
+
+  /* views: reshape, permute, transpose, expand, slice (negative step), squeeze, flatten */
+  sloth_scope_begin();
+  {
+    sloth_tensor *x = make(SLOTH_F32, 3, s234), *i = make(SLOTH_I32, 3, s234);
+    sloth_exp(sloth_reshape(x, 2, (int64_t[]){6, 4}));
+    sloth_neg(sloth_permute(x, (int[]){2, 0, 1}));
+    sloth_add(sloth_transpose(x, 0, 2), sloth_transpose(sloth_cast(i, SLOTH_F32), 0, 2));
+    sloth_mul(sloth_expand(make(SLOTH_F32, 3, (int64_t[]){2, 1, 4}), 3, s234), x);
+    sloth_abs(sloth_slice(x, 2, 3, -5, -1));
+    sloth_sqrt(sloth_slice(sloth_slice(x, 1, 0, 3, 2), 0, 1, 2, 1));
+    sloth_squeeze(sloth_unsqueeze(sloth_neg(i), 1), 1);
+    sloth_flatten(sloth_permute(sloth_cast(i, SLOTH_U8), (int[]){1, 2, 0}), 0, 2);
+    sloth_add(sloth_reshape(sloth_permute(x, (int[]){1, 0, 2}), 2, (int64_t[]){3, 8}), make(SLOTH_F32, 1, (int64_t[]){8}));
+  }
+  good &= step("views");
+  sloth_scope_end();
+
+  /* every reduction on every dtype, over trailing, leading, middle and all axes */
+  for (size_t t = 0; t < sizeof dtypes / sizeof dtypes[0]; t++) {
+    sloth_scope_begin();
+    sloth_tensor *x = make(dtypes[t], 4, s2345);
+    const int last[] = {3}, first[] = {0}, middle[] = {1, 2}, outer2[] = {0, 3};
+    const int *sets[] = {last, first, middle, outer2, NULL};
+    const int nsets[] = {1, 1, 2, 2, 0};
+    for (int s = 0; s < 5; s++) {
+      sloth_sum(x, sets[s], nsets[s], 0);
+      sloth_mean(x, sets[s], nsets[s], 1);
+      sloth_max(x, sets[s], nsets[s], 0);
+      sloth_min(x, sets[s], nsets[s], 0);
+      sloth_prod(x, sets[s], nsets[s], 0);
+    }
+    for (int axis = 0; axis < 4; axis++) {
+      sloth_argmax(x, axis, 0);
+      sloth_argmin(x, axis, 1);
+    }
+    good &= step("reductions");
+    sloth_scope_end();
+  }
+
+  /* reductions fused with producers and consumers */
+  sloth_scope_begin();
+  {
+    sloth_tensor *x = make(SLOTH_F32, 3, s234);
+    sloth_tensor *m = sloth_max(x, (int[]){2}, 1, 1);
+    sloth_tensor *e = sloth_exp(sloth_sub(x, m));
+    sloth_div(e, sloth_sum(e, (int[]){2}, 1, 1)); /* softmax */
+    sloth_mean(sloth_square(sloth_transpose(x, 1, 2)), (int[]){0, 2}, 2, 0);
+    sloth_argmax(sloth_add(x, sloth_cast(make(SLOTH_BOOL, 3, s234), SLOTH_F32)), 1, 0);
+  }
+  good &= step("fused reductions");
+  sloth_scope_end();
+
+  /* creation: arange, full, zeros, ones on every dtype */
+  sloth_scope_begin();
+  for (size_t t = 0; t < sizeof dtypes / sizeof dtypes[0]; t++) {
+    if (dtypes[t] != SLOTH_BOOL) sloth_mul(sloth_arange(0, 10, 1.5, dtypes[t]), sloth_full(2, dtypes[t], 1, (int64_t[]){dtypes[t] == SLOTH_F32 ? 7 : 10}));
+    sloth_add(sloth_zeros(dtypes[t], 2, s34), sloth_ones(dtypes[t], 2, s34));
+    sloth_full(3, dtypes[t], 2, s34);
+  }
+  good &= step("creation");
+  sloth_scope_end();
+  return good;
+}
+
+/* ------------------------------------------------------------------ compiling the dumps */
+
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
+  if (s) s[n] = '\0';
+  fclose(f);
+  return s;
+}
+
+/* Compiles one source; returns 1 on success. *ptx gets the PTX when asked. */
+static int compile(const char *src, const char *file, const char *arch, int cubin, char **ptx) {
+  sl_nvrtcProgram prog;
+  if (nv.nvrtcCreateProgram(&prog, src, file, 0, NULL, NULL) != SL_NVRTC_SUCCESS) return 0;
+  char opt[64];
+  snprintf(opt, sizeof opt, "--gpu-architecture=%s", arch);
+  const char *opts[] = {opt};
+  sl_nvrtcResult r = nv.nvrtcCompileProgram(prog, 1, opts);
+  int good = r == SL_NVRTC_SUCCESS;
+  if (!good) {
+    size_t n = 0;
+    nv.nvrtcGetProgramLogSize(prog, &n);
+    char *log = calloc(n + 1, 1);
+    if (log) nv.nvrtcGetProgramLog(prog, log);
+    diag("%s does not compile for %s: %s\n--- log ---\n%s--- source ---\n%s", file, arch, nv.nvrtcGetErrorString(r),
+         log ? log : "", src);
+    free(log);
+  } else {
+    size_t n = 0;
+    if (cubin) good = nv.nvrtcGetCUBINSize(prog, &n) == SL_NVRTC_SUCCESS && n > 0;
+    else if (ptx && nv.nvrtcGetPTXSize(prog, &n) == SL_NVRTC_SUCCESS && (*ptx = calloc(n + 1, 1)))
+      nv.nvrtcGetPTX(prog, *ptx);
+  }
+  nv.nvrtcDestroyProgram(&prog);
+  return good;
+}
+
+int main(void) {
+  const char *lib = load_nvrtc();
+  if (!lib) skip_all("NVRTC (libnvrtc.so.13 or .12) not installed");
+  int major = 0, minor = 0;
+  nv.nvrtcVersion(&major, &minor);
+  diag("NVRTC %d.%d from %s", major, minor, lib);
+
+  char dir[] = "/tmp/sloth-nvrtc-XXXXXX";
+  if (!mkdtemp(dir)) skip_all("cannot create a temporary directory");
+  setenv("SLOTH_DUMP_CUDA", dir, 1);
+  if (sloth_init(NULL) != SLOTH_OK) {
+    rmdir(dir);
+    skip_all("no device to run the workload on");
+  }
+  sloth_device_info info;
+  if (sloth_device_current(&info) == SLOTH_OK) diag("workload runs on %s:%d (%s)", info.backend, info.index, info.name);
+
+  ok(workload(), "the workload runs");
+
+  DIR *d = opendir(dir);
+  int files = 0, compiled = 0, single = 0, cubins = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    size_t len = strlen(e->d_name);
+    if (len < 4 || strcmp(e->d_name + len - 3, ".cu") != 0) continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    char *src = read_file(path);
+    files++;
+    char *ptx = NULL;
+    if (src && compile(src, e->d_name, "compute_75", 0, &ptx)) {
+      compiled++;
+      /* float math must stay float: a float converted to double in the
+       * PTX means a math function resolved to its double overload (sinf's
+       * own slow path for huge arguments uses doubles, but never this) */
+      if (ptx && !strstr(ptx, "cvt.f64.f32")) single++;
+      else diag("%s promotes a float to double:\n%s", e->d_name, src);
+      /* a few through the CUBIN path too (what the backend does first) */
+      if (cubins < 3 && compile(src, e->d_name, "sm_90", 1, NULL)) cubins++;
+    }
+    free(ptx);
+    free(src);
+    remove(path);
+  }
+  if (d) closedir(d);
+  rmdir(dir);
+  ok(files >= 100, "SLOTH_DUMP_CUDA wrote the CUDA C of the workload's kernels (%d files)", files);
+  ok(compiled == files, "NVRTC compiles every generated kernel to PTX for compute_75 (%d of %d)", compiled, files);
+  ok(single == compiled, "no kernel promotes a float to double (%d of %d)", single, compiled);
+  ok(cubins == 3 || (files < 3 && cubins == files), "NVRTC builds CUBINs for sm_90 without a GPU (%d)", cubins);
+  sloth_shutdown();
+  return tap_done();
+}
