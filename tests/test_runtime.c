@@ -132,6 +132,27 @@ static void test_caching(void) {
   ok(tap_max_err(out, want, N / 2 + 3, 1e-5, 1e-5) <= 1, "the new batch size computes the right values");
 }
 
+static void test_plan_lru(void) {
+  /* a bound of 2 plans: a third graph evicts the least recently used */
+  setenv("SLOTH_PLAN_CACHE_SIZE", "2", 1);
+  float xs[16], out[16];
+  for (int i = 0; i < 16; i++) xs[i] = (float)i;
+  sloth_tensor *(*ops[3])(sloth_tensor *) = {sloth_exp, sloth_sin, sloth_cos};
+  int64_t miss[4];
+  for (int step = 0; step < 4; step++) {
+    sloth_scope_begin();
+    miss[step] = ctr("plan_cache_miss");
+    sloth_tensor *y = ops[step % 3](sloth_mul_scalar(vec(xs, 16), 0.01));
+    sloth_to_host(y, out, sizeof out);
+    miss[step] = ctr("plan_cache_miss") - miss[step];
+    sloth_scope_end();
+  }
+  ok(miss[0] == 1 && miss[1] == 1 && miss[2] == 1, "three new graphs miss");
+  ok(miss[3] == 1, "with SLOTH_PLAN_CACHE_SIZE=2 the first graph was evicted");
+  setenv("SLOTH_PLAN_CACHE_SIZE", "1024", 1);
+  ok(sloth_wait() == SLOTH_OK, "sloth_wait waits for device work");
+}
+
 static void test_mark_step_and_trim(void) {
   float ones[64], out[64];
   for (int i = 0; i < 64; i++) ones[i] = 1.0f;
@@ -314,6 +335,7 @@ int main(void) {
   if (sloth_init(NULL) != SLOTH_OK) skip_all(sloth_last_error());
   test_fusion();
   test_caching();
+  test_plan_lru();
   test_mark_step_and_trim();
   test_bad_input();
   test_scopes();
