@@ -317,6 +317,38 @@ static char *combine(cg *c, const char *code, const char *acc, const char *val) 
   return s.p;
 }
 
+/* Padding: the operand is read at coordinates clamped into range, so every
+ * load is in bounds, and the pad value is selected where the output
+ * coordinate falls outside. Only padded dimensions are checked. */
+static int emit_pad(cg *c, const sloth__node *n, const position *ix) {
+  const sloth__node *in = n->in[0];
+  int r = n->rank;
+  position sub = {.rank = r};
+  char *co[SLOTH_MAX_RANK];
+  to_coords(c, n, ix, co);
+  sloth__str valid = {0};
+  sloth__str_printf(&valid, "1");
+  for (int d = 0; d < r; d++) {
+    if (n->attrs.v[d] == 0 && n->attrs.v[r + d] == 0) {
+      sub.c[d] = co[d];
+      continue;
+    }
+    char *before = param(c, n->attrs.v[d]), *size = param(c, in->shape[d]);
+    char *i = fmt(c, "(%s - %s)", co[d], before);
+    sloth__str_printf(&valid, " && %s >= 0 && %s < %s", i, i, size);
+    sub.c[d] = fmt(c, "max(min(%s, %s - 1), 0)", i, size);
+    free(before), free(size), free(i), free(co[d]);
+  }
+  int v = emit(c, in, &sub);
+  int pv = emit(c, n->in[1], ix);
+  char *e = fmt(c, "(%s) ? v%d : v%d", valid.p ? valid.p : "1", v, pv);
+  int r_var = new_var(c, n, ix, e);
+  free(e);
+  sloth__str_free(&valid);
+  index_free(&sub);
+  return r_var;
+}
+
 static int emit_view(cg *c, const sloth__node *n, const position *ix) {
   const sloth__node *in = n->in[0];
   position sub = {0};
@@ -352,6 +384,28 @@ static int emit_view(cg *c, const sloth__node *n, const position *ix) {
     sub.c[a] = e;
     break;
   }
+  case OP_AS_STRIDED: { /* input position = offset + sum c_d * stride_d */
+    char *co[SLOTH_MAX_RANK];
+    to_coords(c, n, ix, co);
+    sloth__str e = {0};
+    char *off = param(c, n->attrs.start);
+    sloth__str_printf(&e, "(%s", off);
+    free(off);
+    for (int d = 0; d < n->rank; d++) {
+      if (n->shape[d] != 1) {
+        char *st = param(c, n->attrs.v[d]);
+        sloth__str_printf(&e, " + %s * %s", co[d], st);
+        free(st);
+      }
+      free(co[d]);
+    }
+    sloth__str_printf(&e, ")");
+    if (e.oom) c->oom = true;
+    sub.linear = true;
+    sub.lin = e.p;
+    break;
+  }
+  case OP_PAD: return emit_pad(c, n, ix);
   default: break;
   }
   int v = emit(c, in, &sub);

@@ -68,7 +68,9 @@ typedef struct sloth__attrs {
   int32_t keepdim;              /* REDUCE */
   uint32_t axes_mask;           /* REDUCE: bit d set = input axis d reduced */
   int32_t cast_to;              /* CAST */
-  int64_t start, step;          /* SLICE (sizes: not hashed by codegen, passed as params) */
+  int64_t start, step;          /* SLICE; AS_STRIDED: start is the offset */
+  int64_t v[2 * SLOTH_MAX_RANK]; /* PAD: pads before (0..r-1), after (r..2r-1); AS_STRIDED: strides */
+  /* sizes, strides, offsets and pads reach kernels as params, never as source */
 } sloth__attrs;
 
 struct sloth__node {

@@ -557,6 +557,73 @@ sloth_tensor *sloth_flatten(sloth_tensor *x, int start_axis, int end_axis) {
   END();
 }
 
+sloth_tensor *sloth_pad(sloth_tensor *x, const int64_t *pads, double value) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  sloth__node *n = x->node;
+  if (n->rank && !pads) {
+    sloth__fail(SLOTH_E_INVALID, "pad: NULL pads");
+    goto out;
+  }
+  sloth__attrs at = {0};
+  int64_t shape[SLOTH_MAX_RANK];
+  bool any = false;
+  for (int d = 0; d < n->rank; d++) {
+    int64_t b = pads[2 * d], a = pads[2 * d + 1];
+    if (b < 0 || a < 0 || b > ((int64_t)1 << 40) || a > ((int64_t)1 << 40)) {
+      sloth__fail(SLOTH_E_INVALID, "pad: pads of dimension %d (%lld, %lld) must be >= 0", d, (long long)b, (long long)a);
+      goto out;
+    }
+    at.v[d] = b;
+    at.v[n->rank + d] = a;
+    shape[d] = n->shape[d] + b + a;
+    any |= a || b;
+  }
+  if (check_shape(n->rank, shape) != SLOTH_OK) goto out;
+  sloth__node *v = scalar_node(value, n->dtype);
+  if (!v) goto out;
+  if (!any) {
+    sloth__node_retain(n);
+    result = finish(n, t0);
+  } else if (sloth__numel(n->rank, n->shape) == 0) {
+    result = finish(broadcast_node(v, n->rank, shape), t0); /* nothing to read: all padding */
+  } else {
+    sloth__node *in[2] = {n, v};
+    result = finish(new_node(OP_PAD, n->dtype, n->rank, shape, 2, in, &at), t0);
+  }
+  sloth__node_release(v);
+  END();
+}
+
+sloth_tensor *sloth_as_strided(sloth_tensor *x, int rank, const int64_t *shape, const int64_t *strides, int64_t offset) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  if (check_shape(rank, shape) != SLOTH_OK) goto out;
+  if (rank && !strides) {
+    sloth__fail(SLOTH_E_INVALID, "as_strided: NULL strides");
+    goto out;
+  }
+  int64_t numel = sloth__numel(x->node->rank, x->node->shape), last = offset;
+  bool empty = sloth__numel(rank, shape) == 0;
+  sloth__attrs at = {0};
+  at.start = offset;
+  for (int d = 0; d < rank; d++) {
+    if (strides[d] < 0) {
+      sloth__fail(SLOTH_E_INVALID, "as_strided: negative stride %lld in dimension %d", (long long)strides[d], d);
+      goto out;
+    }
+    at.v[d] = strides[d];
+    if (!empty) last += (shape[d] - 1) * strides[d];
+  }
+  if (!empty && (offset < 0 || last >= numel)) {
+    sloth__fail(SLOTH_E_INVALID, "as_strided: the view reaches element %lld of a tensor of %lld", (long long)last,
+                (long long)numel);
+    goto out;
+  }
+  result = finish(new_node(OP_AS_STRIDED, x->node->dtype, rank, shape, 1, &x->node, &at), t0);
+  END();
+}
+
 /* ------------------------------------------------------------------ reductions */
 
 static sloth_tensor *reduce(sloth__opcode op, sloth_tensor *x, const int *axes, int naxes, int keepdim) {

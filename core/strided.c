@@ -96,6 +96,17 @@ bool sloth__strided_view(const sloth__node *n, bool (*is_buffer)(const sloth__no
     return out->offset >= 0;
   }
   case OP_RESHAPE: return reshape_strides(out, n->rank, n->shape);
+  case OP_AS_STRIDED: { /* strides count in the operand's row-major positions */
+    int64_t st = 1;
+    for (int d = in.rank - 1; d >= 0; d--) {
+      if (in.shape[d] != 1 && in.stride[d] != st) return false; /* operand not contiguous */
+      st *= in.shape[d];
+    }
+    out->rank = n->rank;
+    out->offset = in.offset + n->attrs.start;
+    for (int d = 0; d < n->rank; d++) out->shape[d] = n->shape[d], out->stride[d] = n->attrs.v[d];
+    return true;
+  }
   default: return false;
   }
 }

@@ -167,6 +167,14 @@ sloth_tensor *sloth_squeeze(sloth_tensor *x, int axis); /* axis must have size 1
 sloth_tensor *sloth_unsqueeze(sloth_tensor *x, int axis);
 sloth_tensor *sloth_flatten(sloth_tensor *x, int start_axis, int end_axis);
 
+/* Constant padding: pads[2*d] elements before and pads[2*d+1] after
+ * dimension d (>= 0), filled with value (a kernel argument). */
+sloth_tensor *sloth_pad(sloth_tensor *x, const int64_t *pads, double value);
+/* A view of x's elements in row-major order: element (i0, i1, ...) is element
+ * offset + sum(i_d * strides[d]) of x. Strides are >= 0 and the view must stay
+ * inside x. */
+sloth_tensor *sloth_as_strided(sloth_tensor *x, int rank, const int64_t *shape, const int64_t *strides, int64_t offset);
+
 /* Reductions over a set of axes (naxes == 0 means all axes). */
 sloth_tensor *sloth_sum(sloth_tensor *x, const int *axes, int naxes, int keepdim);
 sloth_tensor *sloth_mean(sloth_tensor *x, const int *axes, int naxes, int keepdim);
@@ -183,6 +191,20 @@ sloth_tensor *sloth_argmin(sloth_tensor *x, int axis, int keepdim);
  * library call (CLBlast on OpenCL); transposed and sliced operands are read
  * in place. */
 sloth_tensor *sloth_matmul(sloth_tensor *a, sloth_tensor *b);
+
+/* ------------------------------------------------------------- nn */
+
+/* 2-D convolution, NCHW: x [N, C, H, W], w [O, C/groups, kh, kw], bias [O] or
+ * NULL. Runs as im2col (a padded strided view, copied once) and one batched
+ * GEMM; the bias add fuses into the kernel after it. */
+sloth_tensor *sloth_conv2d(sloth_tensor *x, sloth_tensor *w, sloth_tensor *bias, int stride_h, int stride_w, int pad_h,
+                           int pad_w, int dilation_h, int dilation_w, int groups);
+/* Pooling over NCHW windows; padding is -inf for max, 0 for avg (counted in
+ * the average, like PyTorch's default count_include_pad). */
+sloth_tensor *sloth_max_pool2d(sloth_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h, int pad_w);
+sloth_tensor *sloth_avg_pool2d(sloth_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h, int pad_w);
+/* Output [N, C, oh, ow]; H and W must be multiples of oh and ow. */
+sloth_tensor *sloth_adaptive_avg_pool2d(sloth_tensor *x, int oh, int ow);
 
 /* ------------------------------------------------------------- runtime */
 

@@ -10,3 +10,7 @@ tests_test_device_errors_LDADD = libsloth.la
 check_PROGRAMS += tests/test_matmul
 tests_test_matmul_SOURCES = tests/test_matmul.c
 tests_test_matmul_LDADD = libsloth.la -lm
+
+check_PROGRAMS += tests/test_conv
+tests_test_conv_SOURCES = tests/test_conv.c
+tests_test_conv_LDADD = libsloth.la -lm

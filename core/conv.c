@@ -1,0 +1,123 @@
+/* conv.c - convolution and pooling, built from views, GEMM and reductions.
+ *
+ * A window over a padded NCHW input is an as_strided view, so im2col needs
+ * no kernel of its own: conv2d is pad -> as_strided -> one batched GEMM (the
+ * schedule copies the window view into a contiguous operand once), and
+ * pooling is pad -> as_strided -> a reduction over the window axes, fused
+ * into one kernel. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdint.h>
+
+static int64_t out_size(int64_t in, int pad, int dil, int k, int stride) {
+  return (in + 2 * (int64_t)pad - (int64_t)dil * (k - 1) - 1) / stride + 1;
+}
+
+/* Checks window geometry; on success fills the output size. */
+static int window_geometry(const char *what, const sloth_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
+                           int dw, int64_t *oh, int64_t *ow) {
+  if (sloth_rank(x) != 4) return sloth__fail(SLOTH_E_SHAPE, "%s: input must be [N, C, H, W] (rank %d)", what, sloth_rank(x));
+  if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || dh < 1 || dw < 1 || ph < 0 || pw < 0)
+    return sloth__fail(SLOTH_E_INVALID, "%s: kernel, stride and dilation must be >= 1 and padding >= 0", what);
+  int64_t H = sloth_dim(x, 2), W = sloth_dim(x, 3);
+  *oh = out_size(H, ph, dh, kh, sh);
+  *ow = out_size(W, pw, dw, kw, sw);
+  if (H + 2 * ph < (int64_t)dh * (kh - 1) + 1 || W + 2 * pw < (int64_t)dw * (kw - 1) + 1 || *oh < 1 || *ow < 1)
+    return sloth__fail(SLOTH_E_SHAPE, "%s: a %dx%d window (dilation %d,%d) does not fit a %lldx%lld input padded by %d,%d",
+                       what, kh, kw, dh, dw, (long long)H, (long long)W, ph, pw);
+  return SLOTH_OK;
+}
+
+/* The windows of x as [N, C, oh, ow, kh, kw] (or, for conv, grouped
+ * differently by the caller) over x padded with `value`. */
+static sloth_tensor *padded(sloth_tensor *x, int ph, int pw, double value) {
+  int64_t pads[8] = {0, 0, 0, 0, ph, ph, pw, pw};
+  return sloth_pad(x, pads, value);
+}
+
+sloth_tensor *sloth_conv2d(sloth_tensor *x, sloth_tensor *w, sloth_tensor *bias, int sh, int sw, int ph, int pw, int dh,
+                           int dw, int groups) {
+  if (!sloth_retain(x) || !sloth_retain(w)) return NULL;
+  sloth_release(x), sloth_release(w);
+  if (sloth_rank(w) != 4) {
+    sloth__fail(SLOTH_E_SHAPE, "conv2d: weight must be [O, C/groups, kh, kw] (rank %d)", sloth_rank(w));
+    return NULL;
+  }
+  int64_t N = sloth_dim(x, 0), C = sloth_dim(x, 1), O = sloth_dim(w, 0), Cg = sloth_dim(w, 1);
+  int kh = (int)sloth_dim(w, 2), kw = (int)sloth_dim(w, 3);
+  int64_t oh, ow;
+  if (window_geometry("conv2d", x, kh, kw, sh, sw, ph, pw, dh, dw, &oh, &ow) != SLOTH_OK) return NULL;
+  if (groups < 1 || C % groups || O % groups || Cg * groups != C) {
+    sloth__fail(SLOTH_E_SHAPE, "conv2d: %lld input channels, %lld output channels and weight [%lld, %lld, ...] do not fit %d groups",
+                (long long)C, (long long)O, (long long)O, (long long)Cg, groups);
+    return NULL;
+  }
+  if (bias && (sloth_rank(bias) != 1 || sloth_dim(bias, 0) != O)) {
+    sloth__fail(SLOTH_E_SHAPE, "conv2d: bias must be [%lld]", (long long)O);
+    return NULL;
+  }
+  int64_t g = groups, H = sloth_dim(x, 2) + 2 * ph, W = sloth_dim(x, 3) + 2 * pw;
+  sloth_scope_begin();
+  sloth_tensor *xp = padded(x, ph, pw, 0.0);
+  /* cols[n, g, c, i, j, y, x] = xp[n, g*Cg + c, y*sh + i*dh, x*sw + j*dw] */
+  int64_t shape[7] = {N, g, Cg, kh, kw, oh, ow};
+  int64_t strides[7] = {C * H * W, Cg * H * W, H * W, dh * W, dw, sh * W, sw};
+  sloth_tensor *cols = sloth_as_strided(xp, 7, shape, strides, 0);
+  sloth_tensor *cols2 = sloth_reshape(cols, 4, (int64_t[]){N, g, Cg * kh * kw, oh * ow});
+  sloth_tensor *w2 = sloth_reshape(w, 3, (int64_t[]){g, O / g, Cg * kh * kw});
+  sloth_tensor *y = sloth_reshape(sloth_matmul(w2, cols2), 4, (int64_t[]){N, O, oh, ow});
+  if (bias) y = sloth_add(y, sloth_reshape(bias, 4, (int64_t[]){1, O, 1, 1}));
+  y = sloth_keep(y);
+  sloth_scope_end();
+  return y;
+}
+
+static sloth_tensor *pool(bool max, sloth_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw) {
+  int64_t oh, ow;
+  if (!sloth_retain(x)) return NULL;
+  sloth_release(x);
+  if (window_geometry(max ? "max_pool2d" : "avg_pool2d", x, kh, kw, sh, sw, ph, pw, 1, 1, &oh, &ow) != SLOTH_OK) return NULL;
+  if (ph * 2 > kh || pw * 2 > kw) {
+    sloth__fail(SLOTH_E_INVALID, "%s: padding must be at most half the window", max ? "max_pool2d" : "avg_pool2d");
+    return NULL;
+  }
+  sloth_dtype dt = sloth_dtype_of(x);
+  double lowest = dt == SLOTH_F32 ? -INFINITY : dt == SLOTH_I32 ? (double)INT32_MIN : 0.0;
+  int64_t N = sloth_dim(x, 0), C = sloth_dim(x, 1), H = sloth_dim(x, 2) + 2 * ph, W = sloth_dim(x, 3) + 2 * pw;
+  sloth_scope_begin();
+  sloth_tensor *xp = padded(x, ph, pw, max ? lowest : 0.0);
+  int64_t shape[6] = {N, C, oh, ow, kh, kw};
+  int64_t strides[6] = {C * H * W, H * W, sh * W, sw, W, 1};
+  sloth_tensor *win = sloth_as_strided(xp, 6, shape, strides, 0);
+  int axes[2] = {4, 5};
+  sloth_tensor *y = max ? sloth_max(win, axes, 2, 0) : sloth_mean(win, axes, 2, 0);
+  y = sloth_keep(y);
+  sloth_scope_end();
+  return y;
+}
+
+sloth_tensor *sloth_max_pool2d(sloth_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw) {
+  return pool(true, x, kh, kw, sh, sw, ph, pw);
+}
+
+sloth_tensor *sloth_avg_pool2d(sloth_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw) {
+  return pool(false, x, kh, kw, sh, sw, ph, pw);
+}
+
+sloth_tensor *sloth_adaptive_avg_pool2d(sloth_tensor *x, int oh, int ow) {
+  if (!sloth_retain(x)) return NULL;
+  sloth_release(x);
+  if (sloth_rank(x) != 4 || oh < 1 || ow < 1) {
+    sloth__fail(SLOTH_E_INVALID, "adaptive_avg_pool2d: needs an [N, C, H, W] input and output sizes >= 1");
+    return NULL;
+  }
+  int64_t H = sloth_dim(x, 2), W = sloth_dim(x, 3);
+  if (H % oh || W % ow) {
+    sloth__fail(SLOTH_E_UNSUPPORTED, "adaptive_avg_pool2d: %lldx%lld to %dx%d needs windows of different sizes (not supported yet)",
+                (long long)H, (long long)W, oh, ow);
+    return NULL;
+  }
+  int kh = (int)(H / oh), kw = (int)(W / ow);
+  return pool(false, x, kh, kw, kh, kw, 0, 0);
+}
