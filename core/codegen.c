@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/philox.cl.h"   /* sloth__philox_cl: generated from kernels/philox.cl */
 #include "kernels/cpu_math.cl.h" /* sloth__cpu_math_cl: generated from kernels/cpu_math.cl */
 
 /* ------------------------------------------------------------------ dialects */
@@ -124,6 +125,7 @@ typedef struct cg {
   memo *memos;
   int nmemos, capmemos;
   const sloth__sched_kernel *k; /* the kernel being generated */
+  bool uses_rng;                 /* include kernels/philox.cl */
   bool oom;
 } cg;
 
@@ -413,6 +415,20 @@ static int emit_view(cg *c, const sloth__node *n, const position *ix) {
   return v;
 }
 
+/* Random numbers: Philox at the element's linear position, keyed by the
+ * seed and stream offset (kernel arguments). kernels/philox.cl is added to
+ * the source of kernels that use it. */
+static int emit_rand(cg *c, const sloth__node *n, const position *ix) {
+  c->uses_rng = true;
+  char *lin = to_linear(c, n, ix);
+  int s0 = emit(c, n->in[0], ix), s1 = emit(c, n->in[1], ix), s2 = emit(c, n->in[2], ix);
+  char *e = fmt(c, "%s((long)(%s), v%d, v%d, v%d)", n->attrs.dist == SLOTH__RAND_NORMAL ? "sl_rand_normal" : "sl_rand_uniform",
+                lin, s0, s1, s2);
+  int v = new_var(c, n, ix, e);
+  free(e), free(lin);
+  return v;
+}
+
 /* The kernel's own outputs are computed, never loaded. */
 static bool is_output(const cg *c, const sloth__node *n) {
   for (int o = 0; o < c->k->noutputs; o++)
@@ -441,7 +457,9 @@ static int emit(cg *c, const sloth__node *n, const position *ix) {
   const sloth__op_info *info = &sloth__ops[n->op];
   switch (info->kind) {
   case KIND_VIEW: return emit_view(c, n, ix);
-  case KIND_LEAF: { /* ARANGE: start + i * step */
+  case KIND_LEAF: {
+    if (n->op == OP_RAND) return emit_rand(c, n, ix);
+    /* ARANGE: start + i * step */
     char *co[1] = {0};
     to_coords(c, n, ix, co);
     int s0 = emit(c, n->in[0], ix), s1 = emit(c, n->in[1], ix);
@@ -677,6 +695,7 @@ int sloth__codegen_dialect(const sloth__graph *g, const sloth__schedule *s, int 
   /* assemble: prelude, signature, param loads, body */
   sloth__str *src = &out->source;
   sloth__str_printf(src, "%s%s", c.d->prelude, use_cpu_math(c.d) ? c.d->cpu_math : c.d->math);
+  if (c.uses_rng) sloth__str_printf(src, "%s", sloth__philox_cl);
   emit_signature(&c, src, k->reduce);
   sloth__str_printf(src, "%s", k->reduce ? c.d->scratch_decl : "");
   sloth__str_printf(src, "%s%s}\n", c.params_decl.p ? c.params_decl.p : "", c.body.p ? c.body.p : "");

@@ -57,6 +57,8 @@ extern const sloth__op_info sloth__ops[OP_COUNT];
 
 /* ------------------------------------------------------------------ IR */
 
+enum { SLOTH__RAND_UNIFORM = 0, SLOTH__RAND_NORMAL = 1 };
+
 typedef struct sloth__node sloth__node;
 typedef struct sloth__dbuf sloth__dbuf;
 
@@ -68,6 +70,7 @@ typedef struct sloth__attrs {
   int32_t keepdim;              /* REDUCE */
   uint32_t axes_mask;           /* REDUCE: bit d set = input axis d reduced */
   int32_t cast_to;              /* CAST */
+  int32_t dist;                 /* RAND: SLOTH__RAND_UNIFORM or SLOTH__RAND_NORMAL */
   int64_t start, step;          /* SLICE; AS_STRIDED: start is the offset */
   int64_t v[2 * SLOTH_MAX_RANK]; /* PAD: pads before (0..r-1), after (r..2r-1); AS_STRIDED: strides */
   /* sizes, strides, offsets and pads reach kernels as params, never as source */
@@ -139,6 +142,8 @@ typedef struct sloth__runtime {
   int max_depth;         /* SLOTH_MAX_DEPTH: graph trimming bound */
   const char *dump_kernels_dir;
   const char *build_options;
+  uint64_t rng_seed;     /* sloth_manual_seed */
+  uint32_t rng_offset;   /* the next draw's Philox stream */
 } sloth__runtime;
 
 extern sloth__runtime sloth__rt;

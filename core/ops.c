@@ -174,6 +174,9 @@ UNARY_FN(sloth_square, OP_SQUARE)
 UNARY_FN(sloth_reciprocal, OP_RECIP)
 UNARY_FN(sloth_sign, OP_SIGN)
 UNARY_FN(sloth_logical_not, OP_NOT)
+UNARY_FN(sloth_gelu, OP_GELU)
+UNARY_FN(sloth_gelu_tanh, OP_GELU_TANH)
+UNARY_FN(sloth_silu, OP_SILU)
 
 /* Promotes and broadcasts operands (n of them, the first `ncond` of which are
  * conditions cast to bool), then builds the node. */
@@ -767,3 +770,33 @@ done:
   if (m) sloth__node_release(m);
   END();
 }
+
+/* ------------------------------------------------------------------ random numbers */
+
+void sloth_manual_seed(uint64_t seed) {
+  sloth__lock();
+  sloth__rt.rng_seed = seed;
+  sloth__rt.rng_offset = 0;
+  sloth__unlock();
+}
+
+/* One draw: a RAND leaf whose seed and stream offset are kernel arguments.
+ * Each draw takes the next offset, so draws are independent and a training
+ * step that draws again compiles nothing. */
+static sloth_tensor *rand_leaf(int dist, int rank, const int64_t *shape) {
+  BEGIN();
+  if (check_shape(rank, shape) != SLOTH_OK) goto out;
+  uint64_t seed = sloth__rt.rng_seed;
+  sloth__node *in[3] = {scalar_node((double)(int32_t)(uint32_t)seed, SLOTH_I32),
+                        scalar_node((double)(int32_t)(uint32_t)(seed >> 32), SLOTH_I32),
+                        scalar_node((double)(int32_t)sloth__rt.rng_offset++, SLOTH_I32)};
+  sloth__attrs at = {0};
+  at.dist = dist;
+  if (in[0] && in[1] && in[2]) result = finish(new_node(OP_RAND, SLOTH_F32, rank, shape, 3, in, &at), t0);
+  for (int i = 0; i < 3; i++)
+    if (in[i]) sloth__node_release(in[i]);
+  END();
+}
+
+sloth_tensor *sloth_rand(int rank, const int64_t *shape) { return rand_leaf(SLOTH__RAND_UNIFORM, rank, shape); }
+sloth_tensor *sloth_randn(int rank, const int64_t *shape) { return rand_leaf(SLOTH__RAND_NORMAL, rank, shape); }

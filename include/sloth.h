@@ -192,6 +192,23 @@ sloth_tensor *sloth_argmin(sloth_tensor *x, int axis, int keepdim);
  * in place. */
 sloth_tensor *sloth_matmul(sloth_tensor *a, sloth_tensor *b);
 
+/* ------------------------------------------------------------- random */
+
+/* Counter-based Philox4x32-10 draws: the seed and a per-draw stream offset
+ * are kernel arguments, so drawing again compiles nothing, and the same seed
+ * gives the same numbers on every backend. The generator starts at seed 0;
+ * sloth_manual_seed resets it (seed and stream). All results are f32 except
+ * bernoulli (bool). */
+void sloth_manual_seed(uint64_t seed);
+sloth_tensor *sloth_rand(int rank, const int64_t *shape);  /* uniform on [0, 1) */
+sloth_tensor *sloth_randn(int rank, const int64_t *shape); /* standard normal */
+sloth_tensor *sloth_uniform(double lo, double hi, int rank, const int64_t *shape);
+sloth_tensor *sloth_normal(double mean, double std, int rank, const int64_t *shape);
+sloth_tensor *sloth_bernoulli(double p, int rank, const int64_t *shape);
+/* Zeroes each element with probability p and scales the rest by 1/(1-p) when
+ * training; returns x itself (a new reference) when not. */
+sloth_tensor *sloth_dropout(sloth_tensor *x, double p, int training);
+
 /* ------------------------------------------------------------- nn */
 
 /* 2-D convolution, NCHW: x [N, C, H, W], w [O, C/groups, kh, kw], bias [O] or

@@ -14,3 +14,7 @@ tests_test_matmul_LDADD = libsloth.la -lm
 check_PROGRAMS += tests/test_conv
 tests_test_conv_SOURCES = tests/test_conv.c
 tests_test_conv_LDADD = libsloth.la -lm
+
+check_PROGRAMS += tests/test_random
+tests_test_random_SOURCES = tests/test_random.c
+tests_test_random_LDADD = libsloth.la -lm

@@ -1,0 +1,60 @@
+/*
+ * philox.cl - the Philox4x32-10 counter-based generator (Salmon et al.,
+ * "Parallel random numbers: as easy as 1, 2, 3", SC 2011), shared by the
+ * OpenCL C and CUDA C dialects. Included in a generated kernel only when it
+ * draws random numbers.
+ *
+ * Element i of a draw with key (seed_lo, seed_hi) and stream offset `off`
+ * uses counter (i / 4, 0, off, 0) and takes word i % 4 (uniform) or, for
+ * normals, counter (i / 2, 0, off, 0) and the word pair i % 2 (Box-Muller).
+ * The seed and offset are kernel arguments, so a new step draws new numbers
+ * without compiling, and every backend gives the same numbers.
+ */
+#ifdef __CUDACC_RTC__
+typedef unsigned int sl_u32;
+#define sl_mulhi(a, b) __umulhi(a, b)
+#else
+typedef uint sl_u32;
+#define sl_mulhi(a, b) mul_hi(a, b)
+#endif
+
+typedef struct sl_philox4 {
+  sl_u32 v[4];
+} sl_philox4;
+
+static inline sl_philox4 sl_philox(sl_u32 c0, sl_u32 c1, sl_u32 c2, sl_u32 c3, sl_u32 k0, sl_u32 k1) {
+  const sl_u32 M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  for (int r = 0; r < 10; r++) {
+    sl_u32 h0 = sl_mulhi(M0, c0), l0 = M0 * c0;
+    sl_u32 h1 = sl_mulhi(M1, c2), l1 = M1 * c2;
+    sl_u32 n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
+    c0 = n0;
+    c1 = l1;
+    c2 = n2;
+    c3 = l0;
+    k0 += W0;
+    k1 += W1;
+  }
+  sl_philox4 out;
+  out.v[0] = c0;
+  out.v[1] = c1;
+  out.v[2] = c2;
+  out.v[3] = c3;
+  return out;
+}
+
+/* 24 random bits to a float in [0, 1) */
+static inline float sl_u32_to_unit(sl_u32 x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
+
+static inline float sl_rand_uniform(long i, int seed_lo, int seed_hi, int off) {
+  sl_philox4 r = sl_philox((sl_u32)(i >> 2), (sl_u32)(i >> 34), (sl_u32)off, 0u, (sl_u32)seed_lo, (sl_u32)seed_hi);
+  return sl_u32_to_unit(r.v[i & 3]);
+}
+
+static inline float sl_rand_normal(long i, int seed_lo, int seed_hi, int off) {
+  sl_philox4 r = sl_philox((sl_u32)(i >> 1), (sl_u32)(i >> 33), (sl_u32)off, 0u, (sl_u32)seed_lo, (sl_u32)seed_hi);
+  int k = (int)(i & 1) * 2;
+  float u1 = 1.0f - sl_u32_to_unit(r.v[k]); /* (0, 1]: log is finite */
+  float u2 = sl_u32_to_unit(r.v[k + 1]);
+  return sqrt(-2.0f * sl_log(u1)) * sl_cos(6.2831853071795864f * u2);
+}
