@@ -351,6 +351,48 @@ static int emit_pad(cg *c, const sloth__node *n, const position *ix) {
   return r_var;
 }
 
+/* gather: the index is read at the output coordinates and replaces the
+ * coordinate along the axis. It is clamped into range so the load stays in
+ * bounds; an index out of range sets the error word. */
+static int emit_gather(cg *c, const sloth__node *n, const position *ix) {
+  const sloth__node *in = n->in[0];
+  int a = n->attrs.axis;
+  position sub = {.rank = n->rank};
+  to_coords(c, n, ix, sub.c);
+  int vi = emit(c, n->in[1], ix);
+  char *size = param(c, in->shape[a]);
+  int err = add_arg(c, ARG_ERROR, 0, SLOTH_I32);
+  sloth__str_printf(&c->body, "  if (v%d < 0 || v%d >= %s) a%d[0] = 1;\n", vi, vi, size, err);
+  free(sub.c[a]);
+  sub.c[a] = fmt(c, "max(min((%s)v%d, %s - 1), (%s)0)", c->idx_t, vi, size, c->idx_t);
+  free(size);
+  int v = emit(c, in, &sub);
+  index_free(&sub);
+  return v;
+}
+
+/* concat(a, b) along an axis: both sides are read at clamped coordinates
+ * (in bounds, branch-free) and the side the coordinate falls in is chosen. */
+static int emit_concat(cg *c, const sloth__node *n, const position *ix) {
+  const sloth__node *a = n->in[0], *b = n->in[1];
+  int ax = n->attrs.axis;
+  position pa = {.rank = n->rank}, pb = {.rank = n->rank};
+  to_coords(c, n, ix, pa.c);
+  to_coords(c, n, ix, pb.c);
+  char *sa = param(c, a->shape[ax]);
+  char *ca = pa.c[ax];
+  pa.c[ax] = fmt(c, "min(%s, %s - 1)", ca, sa);
+  free(pb.c[ax]);
+  pb.c[ax] = fmt(c, "max(%s - %s, (%s)0)", ca, sa, c->idx_t);
+  int va = emit(c, a, &pa), vb = emit(c, b, &pb);
+  char *e = fmt(c, "%s < %s ? v%d : v%d", ca, sa, va, vb);
+  int v = new_var(c, n, ix, e);
+  free(e), free(ca), free(sa);
+  index_free(&pa);
+  index_free(&pb);
+  return v;
+}
+
 static int emit_view(cg *c, const sloth__node *n, const position *ix) {
   const sloth__node *in = n->in[0];
   position sub = {0};
@@ -408,6 +450,8 @@ static int emit_view(cg *c, const sloth__node *n, const position *ix) {
     break;
   }
   case OP_PAD: return emit_pad(c, n, ix);
+  case OP_GATHER: return emit_gather(c, n, ix);
+  case OP_CONCAT: return emit_concat(c, n, ix);
   default: break;
   }
   int v = emit(c, in, &sub);
@@ -504,6 +548,7 @@ static void emit_signature(cg *c, sloth__str *src, bool scratch) {
       break;
     case ARG_PARAMS: sloth__str_printf(src, "%sconst long *%s P", c->d->global, c->d->restrict_kw); break;
     case ARG_SCALAR: sloth__str_printf(src, "%s a%d", a->dtype == SLOTH_F32 ? "float" : "int", i); break;
+    case ARG_ERROR: sloth__str_printf(src, "%sint *a%d", c->d->global, i); break;
     }
   }
   sloth__str_printf(src, "%s) {\n", scratch ? c->d->scratch_param : "");

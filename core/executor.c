@@ -117,7 +117,14 @@ static void plan_insert(plan *p) {
   nplans++;
 }
 
+/* see error_buffer() */
+static sloth__dbuf *error_word;
+static bool error_word_used;
+
 void sloth__executor_shutdown(void) {
+  sloth__buffer_put(error_word);
+  error_word = NULL;
+  error_word_used = false;
   while (lru_tail) plan_remove(lru_tail);
   for (int b = 0; b < KERNEL_BUCKETS; b++) {
     while (kernel_buckets[b]) {
@@ -431,6 +438,36 @@ static int run_gemm(const plan_gemm *pg, const sloth__graph *g, sloth__dbuf *con
                                  bound_buffer(&pg->c, g, bufs));
 }
 
+/* The device's error word (declared above): kernels that read with
+ * data-dependent indices set it when an index is out of range. It is checked
+ * at the next blocking read (sloth_to_host, sloth_wait). */
+
+static sloth__buffer *error_buffer(void) {
+  if (!error_word) {
+    int32_t zero = 0;
+    error_word = sloth__buffer_get(sizeof zero);
+    if (error_word && sloth__rt.backend->write(sloth__rt.dev, error_word->mem, 0, &zero, sizeof zero) != SLOTH_OK) {
+      sloth__buffer_put(error_word);
+      error_word = NULL;
+    }
+  }
+  error_word_used = true;
+  return error_word ? error_word->mem : NULL;
+}
+
+/* Reports (once) an out-of-range index seen by a kernel since the last check. */
+static int check_error_word(void) {
+  if (!error_word_used || !error_word) return SLOTH_OK;
+  int32_t flag = 0;
+  int rc = sloth__rt.backend->read(sloth__rt.dev, error_word->mem, 0, &flag, sizeof flag);
+  error_word_used = false;
+  if (rc != SLOTH_OK || !flag) return rc;
+  flag = 0;
+  sloth__rt.backend->write(sloth__rt.dev, error_word->mem, 0, &flag, sizeof flag);
+  return sloth__fail(SLOTH_E_INVALID, "an index was out of range in gather, index_select or embedding "
+                                      "(the affected elements read the nearest valid index)");
+}
+
 static int plan_run(const plan *p, const sloth__graph *g) {
   uint64_t t0 = sloth__now_ns();
   sloth__dbuf **bufs = calloc((size_t)(p->nmat ? p->nmat : 1), sizeof *bufs);
@@ -461,6 +498,7 @@ static int plan_run(const plan *p, const sloth__graph *g) {
       case ARG_MAT: a[i].buffer = bufs[s->index] ? bufs[s->index]->mem : NULL; break;
       case ARG_INPUT: a[i].buffer = g->inputs[s->index]->buf ? g->inputs[s->index]->buf->mem : NULL; break;
       case ARG_PARAMS: a[i].buffer = pk->params ? pk->params->mem : NULL; break;
+      case ARG_ERROR: a[i].buffer = error_buffer(); break;
       case ARG_SCALAR: {
         double v = g->inputs[s->index]->scalar;
         a[i].kind = KARG_BYTES;
@@ -559,6 +597,7 @@ int sloth_sync(sloth_tensor *const *tensors, int n) {
 int sloth_wait(void) {
   sloth__lock();
   int rc = sloth__rt.dev ? sloth__rt.backend->finish(sloth__rt.dev) : SLOTH_OK;
+  if (rc == SLOTH_OK && sloth__rt.dev) rc = check_error_word();
   sloth__unlock();
   return rc;
 }
@@ -588,6 +627,7 @@ int sloth_to_host(sloth_tensor *t, void *dst, size_t bytes) {
         rc = sloth__rt.backend->read(sloth__rt.dev, t->node->buf->mem, 0, dst, want);
         if (rc == SLOTH_OK) sloth__count(CTR_BYTES_FROM_DEVICE, (int64_t)want);
       }
+      if (rc == SLOTH_OK) rc = check_error_word();
     }
   }
   sloth__unlock();

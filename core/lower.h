@@ -39,7 +39,9 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s);
 void sloth__schedule_free(sloth__schedule *s);
 
 /* What a generated kernel takes, in order. */
-typedef enum sloth__arg_kind { ARG_MAT, ARG_INPUT, ARG_PARAMS, ARG_SCALAR } sloth__arg_kind;
+/* ARG_ERROR: the device's error word; a kernel that reads with data-dependent
+ * indices sets it when an index is out of range (it reads clamped indices). */
+typedef enum sloth__arg_kind { ARG_MAT, ARG_INPUT, ARG_PARAMS, ARG_SCALAR, ARG_ERROR } sloth__arg_kind;
 typedef struct sloth__arg {
   sloth__arg_kind kind;
   int index;         /* slot (ARG_MAT) or input index (ARG_INPUT, ARG_SCALAR) */

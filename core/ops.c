@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ helpers */
@@ -259,6 +260,45 @@ sloth_tensor *sloth_sub_scalar(sloth_tensor *a, double s) { return binary_scalar
 sloth_tensor *sloth_mul_scalar(sloth_tensor *a, double s) { return binary_scalar(OP_MUL, a, s); }
 sloth_tensor *sloth_div_scalar(sloth_tensor *a, double s) { return binary_scalar(OP_DIV, a, s); }
 sloth_tensor *sloth_pow_scalar(sloth_tensor *a, double s) { return binary_scalar(OP_POW, a, s); }
+
+/* Activations with scalar parameters (kernel arguments, as above). */
+static bool not_bool(const sloth_tensor *x, const char *what) {
+  if (x->node->dtype != SLOTH_BOOL) return true;
+  sloth__fail(SLOTH_E_DTYPE, "%s: not defined for bool tensors", what);
+  return false;
+}
+
+sloth_tensor *sloth_leaky_relu(sloth_tensor *x, double slope) {
+  sloth__lock();
+  sloth_tensor *r = NULL;
+  if (sloth__tensor_ok(x) && not_bool(x, "leaky_relu")) r = binary_scalar(OP_LEAKY_RELU, x, slope);
+  sloth__unlock();
+  return r;
+}
+
+sloth_tensor *sloth_clamp(sloth_tensor *x, double lo, double hi) {
+  BEGIN();
+  if (!sloth__tensor_ok(x) || !not_bool(x, "clamp")) goto out;
+  if (isnan(lo) || isnan(hi)) {
+    sloth__fail(SLOTH_E_INVALID, "clamp: bounds must not be NaN");
+    goto out;
+  }
+  sloth_dtype dt = x->node->dtype;
+  if (!is_float(dt)) { /* fractional bounds make an integer tensor f32, like the *_scalar ops */
+    double dmin = dt == SLOTH_I32 ? (double)INT32_MIN : 0.0, dmax = dt == SLOTH_I32 ? (double)INT32_MAX : 255.0;
+    if (lo != floor(lo) && isfinite(lo)) dt = SLOTH_F32;
+    if (hi != floor(hi) && isfinite(hi)) dt = SLOTH_F32;
+    if (dt != SLOTH_F32) { /* integer bounds: clipped to the dtype's range, so infinities are its limits */
+      lo = lo < dmin ? dmin : lo > dmax ? dmax : lo;
+      hi = hi < dmin ? dmin : hi > dmax ? dmax : hi;
+    }
+  }
+  sloth__node *xs[3] = {x->node, scalar_node(lo, dt), scalar_node(hi, dt)};
+  if (xs[1] && xs[2]) result = finish(elementwise(OP_CLAMP, 3, xs), t0);
+  for (int i = 1; i < 3; i++)
+    if (xs[i]) sloth__node_release(xs[i]);
+  END();
+}
 
 sloth_tensor *sloth_where(sloth_tensor *cond, sloth_tensor *a, sloth_tensor *b) {
   BEGIN();
@@ -625,6 +665,177 @@ sloth_tensor *sloth_as_strided(sloth_tensor *x, int rank, const int64_t *shape, 
   }
   result = finish(new_node(OP_AS_STRIDED, x->node->dtype, rank, shape, 1, &x->node, &at), t0);
   END();
+}
+
+/* ------------------------------------------------------------------ indexing */
+
+static bool is_index_dtype(sloth_dtype dt) { return dt == SLOTH_I32 || dt == SLOTH_U8; }
+
+/* out[c] = x[c with c[axis] replaced by idx[c]]; idx has the output's shape,
+ * no larger than x's in the other dims. */
+static sloth__node *gather_node(sloth__node *x, int axis, sloth__node *idx) {
+  sloth__attrs at = {0};
+  at.axis = axis;
+  sloth__node *in[2] = {x, idx};
+  return new_node(OP_GATHER, x->dtype, idx->rank, idx->shape, 2, in, &at);
+}
+
+sloth_tensor *sloth_gather(sloth_tensor *x, int axis, sloth_tensor *index) {
+  BEGIN();
+  if (!sloth__tensor_ok(x) || !sloth__tensor_ok(index)) goto out;
+  sloth__node *n = x->node, *i = index->node;
+  int a = norm_axis(axis, n->rank, "gather");
+  if (a < 0) goto out;
+  if (!is_index_dtype(i->dtype)) {
+    sloth__fail(SLOTH_E_DTYPE, "gather: indices must be i32 or u8, not %s", sloth_dtype_name(i->dtype));
+    goto out;
+  }
+  if (i->rank != n->rank) {
+    sloth__fail(SLOTH_E_SHAPE, "gather: indices of rank %d for a tensor of rank %d", i->rank, n->rank);
+    goto out;
+  }
+  for (int d = 0; d < n->rank; d++)
+    if (d != a && i->shape[d] > n->shape[d]) {
+      sloth__fail(SLOTH_E_SHAPE, "gather: indices dimension %d (%lld) exceeds the tensor's (%lld)", d,
+                  (long long)i->shape[d], (long long)n->shape[d]);
+      goto out;
+    }
+  if (n->shape[a] == 0 && sloth__numel(i->rank, i->shape) > 0) {
+    sloth__fail(SLOTH_E_INVALID, "gather: every index is out of range of an empty axis");
+    goto out;
+  }
+  result = finish(gather_node(n, a, i), t0);
+  END();
+}
+
+sloth_tensor *sloth_index_select(sloth_tensor *x, int axis, sloth_tensor *index) {
+  BEGIN();
+  if (!sloth__tensor_ok(x) || !sloth__tensor_ok(index)) goto out;
+  sloth__node *n = x->node, *i = index->node;
+  int a = norm_axis(axis, n->rank, "index_select");
+  if (a < 0) goto out;
+  if (!is_index_dtype(i->dtype) || i->rank != 1) {
+    sloth__fail(i->rank != 1 ? SLOTH_E_SHAPE : SLOTH_E_DTYPE, "index_select: indices must be a 1-D i32 or u8 tensor");
+    goto out;
+  }
+  if (n->shape[a] == 0 && i->shape[0] > 0) {
+    sloth__fail(SLOTH_E_INVALID, "index_select: every index is out of range of an empty axis");
+    goto out;
+  }
+  /* the indices, laid along the axis and broadcast over the other dims */
+  int64_t along[SLOTH_MAX_RANK], shape[SLOTH_MAX_RANK];
+  for (int d = 0; d < n->rank; d++) {
+    along[d] = d == a ? i->shape[0] : 1;
+    shape[d] = d == a ? i->shape[0] : n->shape[d];
+  }
+  sloth__node *r = reshape_node(i, n->rank, along), *e = r ? broadcast_node(r, n->rank, shape) : NULL;
+  if (e) result = finish(gather_node(n, a, e), t0);
+  if (r) sloth__node_release(r);
+  if (e) sloth__node_release(e);
+  END();
+}
+
+sloth_tensor *sloth_embedding(sloth_tensor *weight, sloth_tensor *ids) {
+  sloth__lock();
+  sloth_tensor *r = NULL;
+  if (sloth__tensor_ok(weight) && sloth__tensor_ok(ids)) {
+    if (weight->node->rank != 2) sloth__fail(SLOTH_E_SHAPE, "embedding: weight must be [num, dim]");
+    else if (ids->node->rank >= SLOTH_MAX_RANK) sloth__fail(SLOTH_E_SHAPE, "embedding: ids of rank %d are too many", ids->node->rank);
+    else {
+      int64_t n = sloth__numel(ids->node->rank, ids->node->shape), shape[SLOTH_MAX_RANK];
+      memcpy(shape, ids->node->shape, sizeof shape);
+      shape[ids->node->rank] = weight->node->shape[1];
+      sloth_scope_begin();
+      sloth_tensor *rows = sloth_index_select(weight, 0, sloth_reshape(ids, 1, &n));
+      r = sloth_keep(sloth_reshape(rows, ids->node->rank + 1, shape));
+      sloth_scope_end();
+    }
+  }
+  sloth__unlock();
+  return r;
+}
+
+sloth_tensor *sloth_concat(sloth_tensor *const *xs, int n, int axis) {
+  BEGIN();
+  if (n < 1 || !xs) {
+    sloth__fail(SLOTH_E_INVALID, "concat: needs at least one tensor");
+    goto out;
+  }
+  for (int k = 0; k < n; k++)
+    if (!sloth__tensor_ok(xs[k])) goto out;
+  sloth__node *first = xs[0]->node;
+  int a = norm_axis(axis, first->rank, "concat");
+  if (a < 0) goto out;
+  sloth_dtype dt = first->dtype;
+  for (int k = 1; k < n; k++) {
+    sloth__node *x = xs[k]->node;
+    dt = promote(dt, x->dtype);
+    bool fits = x->rank == first->rank;
+    for (int d = 0; fits && d < x->rank; d++) fits = d == a || x->shape[d] == first->shape[d];
+    if (!fits) {
+      char s0[128], s1[128];
+      shape_str(s0, sizeof s0, first->rank, first->shape);
+      shape_str(s1, sizeof s1, x->rank, x->shape);
+      sloth__fail(SLOTH_E_SHAPE, "concat: %s and %s differ outside axis %d", s0, s1, a);
+      goto out;
+    }
+  }
+  /* a chain of binary concats; empty pieces are skipped */
+  sloth__node *acc = NULL;
+  for (int k = 0; k < n; k++) {
+    sloth__node *x = cast_node(xs[k]->node, dt);
+    if (!x) break;
+    if (!acc) {
+      acc = x;
+      continue;
+    }
+    if (x->shape[a] == 0 || acc->shape[a] == 0) {
+      sloth__node *keep = x->shape[a] == 0 ? acc : x;
+      sloth__node_retain(keep);
+      sloth__node_release(acc), sloth__node_release(x);
+      acc = keep;
+      continue;
+    }
+    int64_t shape[SLOTH_MAX_RANK];
+    memcpy(shape, acc->shape, sizeof shape);
+    shape[a] += x->shape[a];
+    sloth__attrs at = {0};
+    at.axis = a;
+    sloth__node *in[2] = {acc, x};
+    sloth__node *c = new_node(OP_CONCAT, dt, acc->rank, shape, 2, in, &at);
+    sloth__node_release(acc), sloth__node_release(x);
+    acc = c;
+    if (!acc) break;
+  }
+  if (acc) result = finish(acc, t0);
+  END();
+}
+
+sloth_tensor *sloth_stack(sloth_tensor *const *xs, int n, int axis) {
+  sloth__lock();
+  sloth_tensor *r = NULL;
+  if (n < 1 || !xs) sloth__fail(SLOTH_E_INVALID, "stack: needs at least one tensor");
+  else if (sloth__tensor_ok(xs[0])) {
+    int rank = xs[0]->node->rank;
+    int a = axis < 0 ? axis + rank + 1 : axis;
+    for (int k = 1; k < n && !r; k++) {
+      if (!sloth__tensor_ok(xs[k])) goto done;
+      if (xs[k]->node->rank != rank || memcmp(xs[k]->node->shape, xs[0]->node->shape, (size_t)rank * sizeof(int64_t))) {
+        sloth__fail(SLOTH_E_SHAPE, "stack: tensor %d has another shape than tensor 0", k);
+        goto done;
+      }
+    }
+    sloth_tensor **u = sloth__xmalloc((size_t)n * sizeof *u);
+    if (!u) goto done;
+    sloth_scope_begin();
+    for (int k = 0; k < n; k++) u[k] = sloth_unsqueeze(xs[k], a);
+    r = sloth_keep(sloth_concat(u, n, a));
+    sloth_scope_end();
+    free(u);
+  }
+done:
+  sloth__unlock();
+  return r;
 }
 
 /* ------------------------------------------------------------------ reductions */

@@ -175,6 +175,20 @@ sloth_tensor *sloth_pad(sloth_tensor *x, const int64_t *pads, double value);
  * inside x. */
 sloth_tensor *sloth_as_strided(sloth_tensor *x, int rank, const int64_t *shape, const int64_t *strides, int64_t offset);
 
+/* Indexing. Indices are i32 (or u8). An index out of range never reads out
+ * of bounds: the element reads the nearest valid index and the next blocking
+ * read (sloth_to_host, sloth_wait) fails with SLOTH_E_INVALID.
+ * gather: out[c] = x[c with c[axis] = index[c]], out shaped like index
+ * (torch.gather). index_select: the slices of x at 1-D indices along axis.
+ * embedding: rows of weight [num, dim] for ids of any shape -> [..., dim]. */
+sloth_tensor *sloth_gather(sloth_tensor *x, int axis, sloth_tensor *index);
+sloth_tensor *sloth_index_select(sloth_tensor *x, int axis, sloth_tensor *index);
+sloth_tensor *sloth_embedding(sloth_tensor *weight, sloth_tensor *ids);
+/* Joins tensors along an existing axis (concat) or a new one (stack);
+ * dtypes promote. */
+sloth_tensor *sloth_concat(sloth_tensor *const *xs, int n, int axis);
+sloth_tensor *sloth_stack(sloth_tensor *const *xs, int n, int axis);
+
 /* Reductions over a set of axes (naxes == 0 means all axes). */
 sloth_tensor *sloth_sum(sloth_tensor *x, const int *axes, int naxes, int keepdim);
 sloth_tensor *sloth_mean(sloth_tensor *x, const int *axes, int naxes, int keepdim);
@@ -222,6 +236,53 @@ sloth_tensor *sloth_max_pool2d(sloth_tensor *x, int kh, int kw, int stride_h, in
 sloth_tensor *sloth_avg_pool2d(sloth_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h, int pad_w);
 /* Output [N, C, oh, ow]; H and W must be multiples of oh and ow. */
 sloth_tensor *sloth_adaptive_avg_pool2d(sloth_tensor *x, int oh, int ow);
+
+/* Activations: elementwise, fuse like any other op; integer inputs compute in
+ * f32 (leaky_relu and clamp keep an integer dtype when their scalars are
+ * integral). Scalars are kernel arguments: changing them compiles nothing. */
+sloth_tensor *sloth_gelu(sloth_tensor *x);      /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+sloth_tensor *sloth_gelu_tanh(sloth_tensor *x); /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+sloth_tensor *sloth_silu(sloth_tensor *x);      /* x * sigmoid(x) */
+sloth_tensor *sloth_leaky_relu(sloth_tensor *x, double slope); /* x > 0 ? x : slope * x */
+/* min(max(x, lo), hi) (hi wins when lo > hi); bounds may be infinite, not
+ * NaN; a NaN element gives lo, not NaN as in PyTorch. */
+sloth_tensor *sloth_clamp(sloth_tensor *x, double lo, double hi);
+
+/* Softmax along one axis (negative counts from the end), stable: the max
+ * along the axis is subtracted first. Three kernels: max, sum of exp, output. */
+sloth_tensor *sloth_softmax(sloth_tensor *x, int axis);
+sloth_tensor *sloth_log_softmax(sloth_tensor *x, int axis);
+/* Normalizes over the last normalized_ndim dimensions (biased variance, like
+ * PyTorch); weight and bias (each NULL or shaped like those dimensions)
+ * scale and shift the result. */
+sloth_tensor *sloth_layer_norm(sloth_tensor *x, int normalized_ndim, sloth_tensor *weight, sloth_tensor *bias, double eps);
+/* Batch normalization of x [N, C, ...] per channel C; running_mean,
+ * running_var, weight and bias are [C] or NULL. Training: normalizes with the
+ * batch statistics over every axis but 1 (biased variance); if running stats
+ * are given, *new_running_mean = (1 - momentum) running_mean + momentum mean
+ * and *new_running_var likewise with the unbiased variance (tensors are
+ * immutable, so the updated statistics are new tensors). Evaluation
+ * (training == 0): normalizes with the running stats, which are required;
+ * the out-pointers then get new handles of the same values. Either
+ * out-pointer may be NULL; each is set to NULL on failure or when there are
+ * no running stats. Training needs more than one value per channel. */
+sloth_tensor *sloth_batch_norm(sloth_tensor *x, sloth_tensor *running_mean, sloth_tensor *running_var, sloth_tensor *weight,
+                               sloth_tensor *bias, int training, double momentum, double eps,
+                               sloth_tensor **new_running_mean, sloth_tensor **new_running_var);
+
+/* one_hot(labels, C)[..., c] = (labels[...] == c), as dtype dt; labels are
+ * integer (i32 or u8); labels outside [0, C) give a row of zeros. */
+sloth_tensor *sloth_one_hot(sloth_tensor *labels, int64_t num_classes, sloth_dtype dt);
+/* Losses, all mean-reduced to a rank-0 f32 tensor. Class scores are [N, C]
+ * or [N, C, d1, ...] (class axis 1; [C] with rank-0 labels also works) and
+ * labels integer [N] or [N, d1, ...]. A label outside [0, C) is not checked
+ * (that needs a sync): it adds 0 to the sum, which is still divided by the
+ * label count. */
+sloth_tensor *sloth_nll_loss(sloth_tensor *log_probs, sloth_tensor *labels);
+sloth_tensor *sloth_cross_entropy(sloth_tensor *logits, sloth_tensor *labels); /* nll_loss(log_softmax(logits, 1)) */
+sloth_tensor *sloth_mse_loss(sloth_tensor *a, sloth_tensor *b);              /* mean((a - b)^2); same shapes */
+/* mean(max(x, 0) - x t + log(1 + exp(-|x|))), stable for any x; same shapes. */
+sloth_tensor *sloth_binary_cross_entropy_with_logits(sloth_tensor *logits, sloth_tensor *targets);
 
 /* ------------------------------------------------------------- runtime */
 

@@ -18,3 +18,7 @@ tests_test_conv_LDADD = libsloth.la -lm
 check_PROGRAMS += tests/test_random
 tests_test_random_SOURCES = tests/test_random.c
 tests_test_random_LDADD = libsloth.la -lm
+
+check_PROGRAMS += tests/test_indexing
+tests_test_indexing_SOURCES = tests/test_indexing.c
+tests_test_indexing_LDADD = libsloth.la -lm
