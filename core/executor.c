@@ -389,7 +389,7 @@ static int plan_build(const sloth__graph *g, plan **out) {
     p->mat_bytes[m] = (size_t)sloth__numel(x->rank, x->shape) * sloth_dtype_size(x->dtype);
   }
   for (int k = 0; k < s.nkernels; k++) {
-    if (s.kernels[k].gemm) {
+    if (s.kernels[k].kind == SCHED_GEMM) {
       rc = gemm_step(g, &s, k, &p->kernels[p->nkernels].gemm);
       if (rc != SLOTH_OK) goto fail;
       p->nkernels++;

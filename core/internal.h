@@ -35,7 +35,9 @@ void sloth__hasher_free(sloth__hasher *h);
 
 /* ------------------------------------------------------------------ op table */
 
-typedef enum sloth__op_kind { KIND_LEAF, KIND_UNARY, KIND_BINARY, KIND_TERNARY, KIND_VIEW, KIND_REDUCE, KIND_GEMM } sloth__op_kind;
+typedef enum sloth__op_kind {
+  KIND_LEAF, KIND_UNARY, KIND_BINARY, KIND_TERNARY, KIND_VIEW, KIND_REDUCE, KIND_SCAN, KIND_SCATTER, KIND_GEMM
+} sloth__op_kind;
 typedef enum sloth__dtype_rule { RULE_SAME, RULE_FLOAT, RULE_BOOL, RULE_LOGIC } sloth__dtype_rule;
 
 typedef enum sloth__opcode {

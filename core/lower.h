@@ -18,13 +18,21 @@ typedef struct sloth__graph {
 
 static inline bool sloth__graph_is_input(const sloth__node *n) { return n->order < 0; }
 
-/* One kernel of a schedule: the nodes it writes (same shape; one node for
- * a reduction). */
+/* What a kernel of a schedule does. Only elementwise kernels have several
+ * outputs (of the same shape). */
+typedef enum sloth__sched_kind {
+  SCHED_ELEMENTWISE,
+  SCHED_REDUCE,
+  SCHED_SCAN,    /* cumulative sums along an axis */
+  SCHED_ZERO,    /* fills a scatter's output with zeros, before SCHED_SCATTER */
+  SCHED_SCATTER, /* atomic adds at data-dependent positions */
+  SCHED_GEMM     /* a library call, not generated code */
+} sloth__sched_kind;
+
 typedef struct sloth__sched_kernel {
   int *outputs; /* order indices */
   int noutputs;
-  bool reduce;
-  bool gemm; /* a library call, not generated code */
+  sloth__sched_kind kind;
 } sloth__sched_kernel;
 
 typedef struct sloth__schedule {

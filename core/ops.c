@@ -838,6 +838,76 @@ done:
   return r;
 }
 
+sloth_tensor *sloth_scatter_add(sloth_tensor *x, int axis, sloth_tensor *index, sloth_tensor *src) {
+  BEGIN();
+  if (!sloth__tensor_ok(x) || !sloth__tensor_ok(index) || !sloth__tensor_ok(src)) goto out;
+  sloth__node *n = x->node, *i = index->node;
+  int a = norm_axis(axis, n->rank, "scatter_add");
+  if (a < 0) goto out;
+  if (!is_index_dtype(i->dtype)) {
+    sloth__fail(SLOTH_E_DTYPE, "scatter_add: indices must be i32 or u8, not %s", sloth_dtype_name(i->dtype));
+    goto out;
+  }
+  if (i->rank != n->rank) {
+    sloth__fail(SLOTH_E_SHAPE, "scatter_add: indices of rank %d for a tensor of rank %d", i->rank, n->rank);
+    goto out;
+  }
+  for (int d = 0; d < n->rank; d++)
+    if (d != a && i->shape[d] > n->shape[d]) {
+      sloth__fail(SLOTH_E_SHAPE, "scatter_add: indices dimension %d (%lld) exceeds the tensor's (%lld)", d,
+                  (long long)i->shape[d], (long long)n->shape[d]);
+      goto out;
+    }
+  if (n->shape[a] == 0 && sloth__numel(i->rank, i->shape) > 0) {
+    sloth__fail(SLOTH_E_INVALID, "scatter_add: every index is out of range of an empty axis");
+    goto out;
+  }
+  /* atomics exist for f32 and i32: smaller integers accumulate in i32 */
+  sloth_dtype dt = promote(n->dtype, src->node->dtype);
+  if (dt != SLOTH_F32) dt = SLOTH_I32;
+  sloth__node *pair[2] = {i, src->node};
+  int r;
+  int64_t shape[SLOTH_MAX_RANK];
+  if (broadcast_shapes("scatter_add", 2, pair, &r, shape) != SLOTH_OK) goto out;
+  if (r != i->rank || memcmp(shape, i->shape, (size_t)r * sizeof *shape) != 0) {
+    sloth__fail(SLOTH_E_SHAPE, "scatter_add: values must broadcast to the indices' shape");
+    goto out;
+  }
+  sloth__node *cs = cast_node(src->node, dt), *bs = cs ? broadcast_node(cs, i->rank, i->shape) : NULL;
+  sloth__node *cx = cast_node(n, dt);
+  if (bs && cx) {
+    sloth__attrs at = {0};
+    at.axis = a;
+    sloth__node *in[2] = {i, bs};
+    sloth__node *sum = new_node(OP_SCATTER_ADD, dt, n->rank, n->shape, 2, in, &at);
+    if (sum) {
+      sloth__node *xs[2] = {cx, sum};
+      result = finish(new_node(OP_ADD, dt, n->rank, n->shape, 2, xs, NULL), t0);
+      sloth__node_release(sum);
+    }
+  }
+  if (cs) sloth__node_release(cs);
+  if (bs) sloth__node_release(bs);
+  if (cx) sloth__node_release(cx);
+  END();
+}
+
+sloth_tensor *sloth_cumsum(sloth_tensor *x, int axis) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  sloth__node *n = x->node;
+  int a = norm_axis(axis, n->rank, "cumsum");
+  if (a < 0) goto out;
+  sloth_dtype dt = is_float(n->dtype) ? n->dtype : SLOTH_I32;
+  sloth__node *c = cast_node(n, dt);
+  if (!c) goto out;
+  sloth__attrs at = {0};
+  at.axis = a;
+  result = finish(new_node(OP_CUMSUM, dt, n->rank, n->shape, 1, &c, &at), t0);
+  sloth__node_release(c);
+  END();
+}
+
 /* ------------------------------------------------------------------ reductions */
 
 static sloth_tensor *reduce(sloth__opcode op, sloth_tensor *x, const int *axes, int naxes, int keepdim) {

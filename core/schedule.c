@@ -48,6 +48,16 @@ static void materialize_gemm_operand(sloth__node *operand, int *kernel_of) {
   if (!sloth__graph_is_input(target)) kernel_of[target->order] = -1;
 }
 
+static sloth__sched_kind sched_kind(const sloth__node *x) {
+  switch (sloth__ops[x->op].kind) {
+  case KIND_REDUCE: return SCHED_REDUCE;
+  case KIND_SCAN: return SCHED_SCAN;
+  case KIND_SCATTER: return SCHED_SCATTER;
+  case KIND_GEMM: return SCHED_GEMM;
+  default: return SCHED_ELEMENTWISE;
+  }
+}
+
 int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   memset(s, 0, sizeof *s);
   int n = g->n;
@@ -72,7 +82,8 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   for (int i = n - 1; i >= 0; i--) {
     sloth__node *x = g->order[i];
     sloth__op_kind kind = sloth__ops[x->op].kind;
-    bool own = is_root[i] || kind == KIND_REDUCE || kind == KIND_GEMM || kernel_of[i] == -1;
+    bool own = is_root[i] || kind == KIND_REDUCE || kind == KIND_SCAN || kind == KIND_SCATTER || kind == KIND_GEMM ||
+               kernel_of[i] == -1;
     if (own) {
       kernel_of[i] = ngroups++;
       s->mat[i] = 0; /* numbered below */
@@ -108,8 +119,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     ks[e].outputs = malloc(sizeof(int));
     ks[e].outputs[0] = i;
     ks[e].noutputs = 1;
-    ks[e].reduce = sloth__ops[g->order[i]->op].kind == KIND_REDUCE;
-    ks[e].gemm = sloth__ops[g->order[i]->op].kind == KIND_GEMM;
+    ks[e].kind = sched_kind(g->order[i]);
   }
   /* direct dependencies: kernel e reads a materialized node of kernel f */
   for (int i = 0; i < n; i++) {
@@ -133,9 +143,9 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   char *seen = malloc((size_t)(ngroups ? ngroups : 1));
   for (int e = 0; e < ngroups; e++) leader[e] = e;
   for (int f = 1; f < ngroups; f++) {
-    if (ks[f].reduce || ks[f].gemm) continue;
+    if (ks[f].kind != SCHED_ELEMENTWISE) continue;
     for (int e = 0; e < f; e++) {
-      if (leader[e] != e || ks[e].reduce || ks[e].gemm) continue;
+      if (leader[e] != e || ks[e].kind != SCHED_ELEMENTWISE) continue;
       if (!same_shape(g->order[ks[e].outputs[0]], g->order[ks[f].outputs[0]])) continue;
       /* Does f reach group e through another group? A direct read of e is
        * fine: a kernel computes its own outputs instead of loading them. */
@@ -173,7 +183,8 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   }
   /* Topological order of the merged groups (Kahn), earliest original kernel first. */
   char *done = calloc((size_t)(ngroups ? ngroups : 1), 1);
-  s->kernels = calloc((size_t)(ngroups ? ngroups : 1), sizeof *s->kernels);
+  /* room for a zero-fill kernel before each scatter */
+  s->kernels = calloc((size_t)(ngroups ? 2 * ngroups : 1), sizeof *s->kernels);
   for (;;) {
     int pick = -1;
     for (int e = 0; e < ngroups && pick < 0; e++) {
@@ -188,13 +199,23 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     }
     if (pick < 0) break;
     done[pick] = 1;
+    if (ks[pick].kind == SCHED_SCATTER) { /* the adds need a zeroed output */
+      int *o = malloc(sizeof *o);
+      if (o) {
+        o[0] = ks[pick].outputs[0];
+        s->kernels[s->nkernels++] = (sloth__sched_kernel){o, 1, SCHED_ZERO};
+      }
+    }
     s->kernels[s->nkernels++] = ks[pick];
   }
   free(done), free(seen), free(stack), free(leader);
-  /* number the materialized slots in execution order */
+  /* number the materialized slots in execution order (a scatter's output
+   * appears in two kernels: one slot) */
+  for (int i = 0; i < n; i++) s->mat[i] = -1;
   for (int k = 0; k < s->nkernels; k++)
     for (int o = 0; o < s->kernels[k].noutputs; o++) {
       int i = s->kernels[k].outputs[o];
+      if (s->mat[i] >= 0) continue;
       s->mat_node[s->nmat] = i;
       s->mat[i] = s->nmat++;
     }

@@ -184,6 +184,12 @@ sloth_tensor *sloth_as_strided(sloth_tensor *x, int rank, const int64_t *shape, 
 sloth_tensor *sloth_gather(sloth_tensor *x, int axis, sloth_tensor *index);
 sloth_tensor *sloth_index_select(sloth_tensor *x, int axis, sloth_tensor *index);
 sloth_tensor *sloth_embedding(sloth_tensor *weight, sloth_tensor *ids);
+/* scatter_add: x plus, for each position c of index, src[c] added at x's
+ * position c with c[axis] = index[c] (torch.Tensor.scatter_add; src
+ * broadcasts to index's shape). Atomic adds; integers accumulate in i32. */
+sloth_tensor *sloth_scatter_add(sloth_tensor *x, int axis, sloth_tensor *index, sloth_tensor *src);
+/* Cumulative sum along an axis (integers sum in i32). */
+sloth_tensor *sloth_cumsum(sloth_tensor *x, int axis);
 /* Joins tensors along an existing axis (concat) or a new one (stack);
  * dtypes promote. */
 sloth_tensor *sloth_concat(sloth_tensor *const *xs, int n, int axis);

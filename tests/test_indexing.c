@@ -108,9 +108,56 @@ static void concat_tests(void) {
   sloth_scope_end();
 }
 
+static void scan_scatter_tests(void) {
+  sloth_scope_begin();
+  fill(X, 60);
+  sloth_tensor *x = sloth_from_host(X, SLOTH_F32, 3, (int64_t[]){3, 4, 5});
+  for (int axis = 0; axis < 3; axis++) {
+    /* reference: cumulative sum of 2*x along the axis */
+    int64_t dims[3] = {3, 4, 5}, st[3] = {20, 5, 1};
+    for (int i = 0; i < 60; i++) {
+      int64_t c = (i / st[axis]) % dims[axis];
+      W[i] = 2 * X[i] + (c ? W[i - st[axis]] : 0);
+    }
+    sloth_tensor *cs = sloth_cumsum(sloth_mul_scalar(x, 2), axis);
+    ok(fetch(cs, G, 60) == SLOTH_OK && tap_max_err(G, W, 60, 1e-5, 1e-5) <= 1, "cumsum of 2x along axis %d", axis);
+  }
+  int32_t iv[5] = {1, 2, 3, 4, 5}, iw[5];
+  sloth_tensor *ci = sloth_cumsum(sloth_from_host(iv, SLOTH_I32, 1, (int64_t[]){5}), -1);
+  ok(ci && sloth_dtype_of(ci) == SLOTH_I32 && sloth_to_host(ci, iw, sizeof iw) == SLOTH_OK && iw[4] == 15 && iw[2] == 6,
+     "cumsum of i32");
+
+  /* scatter_add of rows, repeated indices accumulate (an embedding gradient) */
+  float grad[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  int32_t ids[4] = {2, 0, 2, 4};
+  sloth_tensor *g = sloth_from_host(grad, SLOTH_F32, 2, (int64_t[]){4, 3});
+  sloth_tensor *it = sloth_expand(sloth_from_host(ids, SLOTH_I32, 2, (int64_t[]){4, 1}), 2, (int64_t[]){4, 3});
+  sloth_tensor *base = sloth_ones(SLOTH_F32, 2, (int64_t[]){5, 3});
+  sloth_tensor *acc = sloth_scatter_add(base, 0, it, g);
+  float want[15] = {5, 6, 7, 1, 1, 1, 1 + 1 + 7, 1 + 2 + 8, 1 + 3 + 9, 1, 1, 1, 11, 12, 13};
+  ok(fetch(acc, G, 15) == SLOTH_OK && memcmp(G, want, sizeof want) == 0, "scatter_add rows with repeated indices");
+  /* along the last axis, integer values */
+  int32_t cols[6] = {0, 0, 1, 2, 2, 2}, vals[6] = {1, 2, 3, 4, 5, 6}, got[6];
+  sloth_tensor *si = sloth_scatter_add(sloth_zeros(SLOTH_I32, 2, (int64_t[]){2, 3}), 1,
+                                       sloth_from_host(cols, SLOTH_I32, 2, (int64_t[]){2, 3}),
+                                       sloth_from_host(vals, SLOTH_I32, 2, (int64_t[]){2, 3}));
+  int32_t wi[6] = {3, 3, 0, 0, 0, 15};
+  ok(si && sloth_to_host(si, got, sizeof got) == SLOTH_OK && memcmp(got, wi, sizeof wi) == 0, "scatter_add of i32 along axis 1");
+  int32_t bad[4] = {2, 0, 5, 4};
+  sloth_tensor *itb = sloth_expand(sloth_from_host(bad, SLOTH_I32, 2, (int64_t[]){4, 1}), 2, (int64_t[]){4, 3});
+  ok(fetch(sloth_scatter_add(base, 0, itb, g), G, 15) == SLOTH_E_INVALID, "an out-of-range scatter index fails at the read: %s",
+     sloth_last_error());
+  sloth_clear_error();
+  ok(sloth_scatter_add(base, 0, g, g) == NULL && sloth_last_status() == SLOTH_E_DTYPE, "float indices for scatter_add");
+  ok(sloth_cumsum(x, 3) == NULL && sloth_last_status() == SLOTH_E_INVALID, "cumsum on a bad axis");
+  sloth_clear_error();
+  sloth_scope_end();
+}
+
 int main(void) {
   if (sloth_init(NULL) != SLOTH_OK) skip_all(sloth_last_error());
   gather_tests();
   concat_tests();
+  scan_scatter_tests();
   return tap_done();
 }
