@@ -73,8 +73,10 @@ static sloth_tensor *softmax(bool log, sloth_tensor *x, int axis) {
   sloth_tensor *m = sloth_max(xf, &a, 1, 1);
   sloth_tensor *s = sloth_sum(sloth_exp(sloth_sub(xf, m)), &a, 1, 1);
   sloth_tensor *y;
-  if (log) y = sloth_sub(xf, sloth_add(m, sloth_log(s)));
-  else y = sloth_div(sloth_exp(sloth_sub(xf, m)), s); /* a second x - m: see the top of the file */
+  /* a second x - m node, so that kernels recompute it (see the top of the
+   * file); (x - m) - log(s) keeps the precision x - (m + log(s)) loses */
+  if (log) y = sloth_sub(sloth_sub(xf, m), sloth_log(s));
+  else y = sloth_div(sloth_exp(sloth_sub(xf, m)), s);
   y = sloth_keep(y);
   sloth_scope_end();
   return y;

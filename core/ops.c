@@ -522,8 +522,9 @@ sloth_tensor *sloth_slice(sloth_tensor *x, int axis, int64_t start, int64_t stop
   if (stop < 0) stop += len;
   start = start < lo ? lo : start > hi ? hi : start;
   stop = stop < lo ? lo : stop > hi ? hi : stop;
-  int64_t count = step > 0 ? (stop - start + step - 1) / step : (start - stop - step - 1) / -step;
-  if (count < 0) count = 0;
+  /* CPython's count, which cannot overflow for any step (|step| <= INT64_MAX) */
+  if (step < -INT64_MAX) step = -INT64_MAX;
+  int64_t count = step > 0 ? (start < stop ? (stop - start - 1) / step + 1 : 0) : (stop < start ? (start - stop - 1) / -step + 1 : 0);
   if (count == 0) start = 0;
   int64_t shape[SLOTH_MAX_RANK];
   memcpy(shape, n->shape, sizeof shape);

@@ -247,7 +247,7 @@ sloth_tensor *sloth_adaptive_avg_pool2d(sloth_tensor *x, int oh, int ow);
  * f32 (leaky_relu and clamp keep an integer dtype when their scalars are
  * integral). Scalars are kernel arguments: changing them compiles nothing. */
 sloth_tensor *sloth_gelu(sloth_tensor *x);      /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
-sloth_tensor *sloth_gelu_tanh(sloth_tensor *x); /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+sloth_tensor *sloth_gelu_tanh(sloth_tensor *x); /* 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3) */
 sloth_tensor *sloth_silu(sloth_tensor *x);      /* x * sigmoid(x) */
 sloth_tensor *sloth_leaky_relu(sloth_tensor *x, double slope); /* x > 0 ? x : slope * x */
 /* min(max(x, lo), hi) (hi wins when lo > hi); bounds may be infinite, not
