@@ -1,11 +1,18 @@
 /* clblast.c - matrix products on OpenCL devices through CLBlast: Sgemm for
  * one matrix, SgemmStridedBatched when batches are evenly spaced, and
  * SgemmBatched (per-batch offsets) otherwise. Views need no copy: every call
- * takes (buffer, offset, leading dimension) and transpose flags. */
+ * takes (buffer, offset, leading dimension) and transpose flags. The first
+ * call on a device applies tuned parameters cached by tools/sloth-tune-gemm.
+ * (CPU devices normally run GEMM on the host BLAS instead: hostblas.c.) */
 #include "opencl.h"
 
 #include <clblast_c.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *clblast_status_name(CLBlastStatusCode s) {
   switch (s) {
@@ -79,7 +86,160 @@ static bool strided(const size_t *offsets, size_t batch, size_t *stride) {
   return true;
 }
 
+/* ------------------------------------------------------------------ tuned parameters
+ *
+ * tools/sloth-tune-gemm runs CLBlast's tuners on a device and writes the best
+ * parameters to $SLOTH_CACHE_DIR (default ~/.cache/sloth), one file per device
+ * name + driver version:
+ *
+ *   sloth clblast tuning 1
+ *   device: <CL_DEVICE_NAME>
+ *   driver: <CL_DRIVER_VERSION>
+ *   Xgemm 32 GEMMK=0 KREG=1 KWG=32 ...       (kernel, precision, parameters)
+ *
+ * The first CLBlast GEMM on a device applies them with
+ * CLBlastOverrideParameters. A missing, unreadable or stale file is skipped
+ * silently: CLBlast keeps its defaults. SLOTH_CLBLAST_TUNING=0 skips it too. */
+
+#define TUNING_MAGIC "sloth clblast tuning 1"
+
+static void device_string(cl_device_id d, cl_device_info what, char *out, size_t size) {
+  out[0] = '\0';
+  if (clGetDeviceInfo(d, what, size - 1, out, NULL) != CL_SUCCESS) out[0] = '\0';
+  out[size - 1] = '\0';
+}
+
+static const char *cache_dir(char *buf, size_t size) {
+  const char *dir = sloth__env("SLOTH_CACHE_DIR");
+  if (dir) return dir;
+  const char *home = sloth__env("HOME");
+  if (!home) return NULL;
+  snprintf(buf, size, "%s/.cache/sloth", home);
+  return buf;
+}
+
+int sloth__clblast_tuning_path(cl_device_id device, char *out, size_t size) {
+  char dirbuf[1024], name[256], driver[256];
+  const char *dir = cache_dir(dirbuf, sizeof dirbuf);
+  if (!dir) return sloth__fail(SLOTH_E_UNSUPPORTED, "no cache directory: set SLOTH_CACHE_DIR or HOME");
+  device_string(device, CL_DEVICE_NAME, name, sizeof name);
+  device_string(device, CL_DRIVER_VERSION, driver, sizeof driver);
+  /* a readable stem plus a hash of the whole key (names get cut and folded) */
+  uint64_t h = 1469598103934665603ull;
+  for (const char *p = name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  h = (h ^ '\n') * 1099511628211ull;
+  for (const char *p = driver; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  char stem[48];
+  size_t n = 0;
+  for (const char *p = name; *p && n < sizeof stem - 1; p++) {
+    char ch = *p;
+    bool keep = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.';
+    if (keep) stem[n++] = ch;
+    else if (n > 0 && stem[n - 1] != '-') stem[n++] = '-';
+  }
+  while (n > 0 && stem[n - 1] == '-') n--;
+  stem[n] = '\0';
+  int len = snprintf(out, size, "%s/clblast-%s-%016llx.txt", dir, n ? stem : "device", (unsigned long long)h);
+  if (len < 0 || (size_t)len >= size) return sloth__fail(SLOTH_E_INVALID, "cache path too long");
+  return SLOTH_OK;
+}
+
+/* mkdir -p of the directory part of path */
+static int make_parents(char *path) {
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    int rc = mkdir(path, 0755);
+    *p = '/';
+    if (rc != 0 && errno != EEXIST) return -1;
+  }
+  return 0;
+}
+
+int sloth__clblast_tuning_save(cl_device_id device, const char *kernel_lines) {
+  char path[1200], tmp[1300], name[256], driver[256];
+  int rc = sloth__clblast_tuning_path(device, path, sizeof path);
+  if (rc != SLOTH_OK) return rc;
+  device_string(device, CL_DEVICE_NAME, name, sizeof name);
+  device_string(device, CL_DRIVER_VERSION, driver, sizeof driver);
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  if (make_parents(tmp) != 0) return sloth__fail(SLOTH_E_INVALID, "cannot create the directory of %s: %s", path, strerror(errno));
+  FILE *f = fopen(tmp, "w");
+  if (!f) return sloth__fail(SLOTH_E_INVALID, "cannot write %s: %s", tmp, strerror(errno));
+  fprintf(f, "%s\ndevice: %s\ndriver: %s\n%s", TUNING_MAGIC, name, driver, kernel_lines);
+  bool bad = ferror(f) != 0;
+  if (fclose(f) != 0) bad = true;
+  if (bad || rename(tmp, path) != 0) {
+    int err = errno;
+    unlink(tmp);
+    return sloth__fail(SLOTH_E_INVALID, "cannot write %s: %s", path, strerror(err));
+  }
+  return SLOTH_OK;
+}
+
+/* Applies one "Kernel precision NAME=VALUE ..." line; false if malformed or refused. */
+static bool apply_line(cl_device_id device, char *line) {
+  enum { MAXP = 64 };
+  const char *names[MAXP];
+  size_t values[MAXP], n = 0;
+  char *save = NULL;
+  char *kernel = strtok_r(line, " \t\r\n", &save);
+  char *prec = strtok_r(NULL, " \t\r\n", &save);
+  if (!kernel || !prec) return false;
+  CLBlastPrecision precision;
+  if (strcmp(prec, "32") == 0) precision = CLBlastPrecisionSingle;
+  else if (strcmp(prec, "64") == 0) precision = CLBlastPrecisionDouble;
+  else if (strcmp(prec, "16") == 0) precision = CLBlastPrecisionHalf;
+  else return false;
+  for (char *tok; (tok = strtok_r(NULL, " \t\r\n", &save)) != NULL;) {
+    char *eq = strchr(tok, '=');
+    if (!eq || eq == tok || n == MAXP) return false;
+    *eq = '\0';
+    char *end;
+    unsigned long long v = strtoull(eq + 1, &end, 10);
+    if (*end || end == eq + 1) return false;
+    names[n] = tok;
+    values[n++] = (size_t)v;
+  }
+  return n > 0 && CLBlastOverrideParameters(device, kernel, precision, n, names, values) == CLBlastSuccess;
+}
+
+int sloth__clblast_tuning_load(cl_device_id device) {
+  char path[1200], line[4096], name[256], driver[256];
+  if (sloth__clblast_tuning_path(device, path, sizeof path) != SLOTH_OK) {
+    sloth__clear_error();
+    return 0;
+  }
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  device_string(device, CL_DEVICE_NAME, name, sizeof name);
+  device_string(device, CL_DRIVER_VERSION, driver, sizeof driver);
+  int applied = 0, lineno = 0;
+  bool header_ok = true;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\r\n")] = '\0';
+    lineno++;
+    if (lineno == 1) header_ok = strcmp(line, TUNING_MAGIC) == 0;
+    else if (lineno == 2) header_ok = header_ok && strncmp(line, "device: ", 8) == 0 && strcmp(line + 8, name) == 0;
+    else if (lineno == 3) header_ok = header_ok && strncmp(line, "driver: ", 8) == 0 && strcmp(line + 8, driver) == 0;
+    if (!header_ok) break; /* another format, device or driver version: stale */
+    if (lineno <= 3 || line[0] == '#' || line[0] == '\0') continue;
+    if (apply_line(device, line)) applied++;
+  }
+  fclose(f);
+  return applied;
+}
+
+static void apply_tuning(sloth__device *dev) {
+  if (dev->clblast_tuned) return;
+  dev->clblast_tuned = true;
+  const char *v = sloth__env("SLOTH_CLBLAST_TUNING");
+  if (v && strcmp(v, "0") == 0) return;
+  sloth__clblast_tuning_load(dev->device);
+}
+
 int sloth__clblast_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c) {
+  apply_tuning(dev);
   if (g->dtype != SLOTH_F32) return sloth__fail(SLOTH_E_UNSUPPORTED, "CLBlast GEMM: dtype %s not supported", sloth_dtype_name(g->dtype));
   if (g->m == 0 || g->n == 0 || g->batch == 0) return SLOTH_OK;
   cl_mem A = (cl_mem)a, B = (cl_mem)b, C = (cl_mem)c;

@@ -123,6 +123,8 @@ static int ocl_device_info(int index, sloth_device_info *out) {
 
 /* ------------------------------------------------------------------ lifetime */
 
+static void cl_close(sloth__device *dev);
+
 static int cl_open(int index, sloth__device **out) {
   enumerate();
   if (index < 0 || index >= ndevices) return sloth__fail(SLOTH_E_DEVICE, "no OpenCL device %d", index);
@@ -142,6 +144,14 @@ static int cl_open(int index, sloth__device **out) {
     clReleaseContext(dev->context);
     free(dev);
     return CL_FAIL(SLOTH_E_DEVICE, e, "clCreateCommandQueue");
+  }
+  cl_device_type type = 0;
+  clGetDeviceInfo(dev->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+  dev->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
+  int rc = sloth__opencl_gemm_choose(dev); /* SLOTH_GEMM: a bad value fails here, at init */
+  if (rc != SLOTH_OK) {
+    cl_close(dev);
+    return rc;
   }
   *out = dev;
   return SLOTH_OK;
@@ -259,5 +269,5 @@ const sloth__backend sloth__opencl_backend = {
     .kernel_free = cl_kernel_free,
     .launch = cl_launch,
     .finish = cl_finish,
-    .gemm = sloth__clblast_gemm,
+    .gemm = sloth__opencl_gemm,
 };

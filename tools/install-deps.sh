@@ -6,4 +6,4 @@ apt-get update
 apt-get install -y --no-install-recommends \
   build-essential autoconf automake libtool pkgconf xxd \
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo \
-  libclblast-dev libxxhash-dev
+  libclblast-dev libxxhash-dev libopenblas-dev

@@ -1,0 +1,186 @@
+/* hostblas.c - matrix products on CPU OpenCL devices through the host's CBLAS
+ * (OpenBLAS), and the choice between that path and CLBlast.
+ *
+ * On a CPU device (POCL) an OpenCL buffer is host memory: clEnqueueMapBuffer
+ * hands back a pointer to it without a copy. Mapping waits for the work queued
+ * before (the queue is in order), cblas_sgemm runs on the mapped pointers, and
+ * the unmap is queued before any later work. On this machine's two cores that
+ * runs near OpenBLAS's own speed (~170 GFLOP/s from n = 512), where CLBlast's
+ * kernels compiled by POCL reach 10-15 GFLOP/s with default parameters and
+ * ~25-50 tuned: see docs/gemm.md for the measurements.
+ *
+ * SLOTH_GEMM picks the path when the device is opened:
+ *   auto     (default) host BLAS on CPU devices when built with it, else CLBlast
+ *   clblast  always CLBlast
+ *   host     always the host BLAS (on a GPU this maps = copies each operand)
+ * Any other value makes sloth_init (or the first op) fail with SLOTH_E_INVALID. */
+#include "config.h" /* SLOTH_HAVE_CBLAS (configure found OpenBLAS) */
+#include "opencl.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#ifdef SLOTH_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+int sloth__opencl_gemm_choose(sloth__device *dev) {
+  const char *v = sloth__env("SLOTH_GEMM");
+  bool have_host =
+#ifdef SLOTH_HAVE_CBLAS
+      true;
+#else
+      false;
+#endif
+  if (!v || strcasecmp(v, "auto") == 0) {
+    dev->gemm_path = dev->is_cpu && have_host ? SLOTH__GEMM_HOST : SLOTH__GEMM_CLBLAST;
+  } else if (strcasecmp(v, "clblast") == 0) {
+    dev->gemm_path = SLOTH__GEMM_CLBLAST;
+  } else if (strcasecmp(v, "host") == 0) {
+    if (!have_host)
+      return sloth__fail(SLOTH_E_UNSUPPORTED,
+                         "SLOTH_GEMM=host: this build has no host CBLAS (install libopenblas-dev and reconfigure)");
+    dev->gemm_path = SLOTH__GEMM_HOST;
+  } else {
+    return sloth__fail(SLOTH_E_INVALID, "SLOTH_GEMM='%s' is not a GEMM path: use auto, clblast or host", v);
+  }
+  return SLOTH_OK;
+}
+
+const char *sloth__opencl_gemm_path_name(const sloth__device *dev) {
+  return dev && dev->gemm_path == SLOTH__GEMM_HOST ? "host" : "clblast";
+}
+
+int sloth__opencl_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c) {
+  if (dev->gemm_path == SLOTH__GEMM_HOST) return sloth__host_gemm(dev, g, a, b, c);
+  return sloth__clblast_gemm(dev, g, a, b, c);
+}
+
+#ifndef SLOTH_HAVE_CBLAS
+
+int sloth__host_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c) {
+  (void)dev, (void)g, (void)a, (void)b, (void)c;
+  return sloth__fail(SLOTH_E_UNSUPPORTED, "host GEMM: this build has no host CBLAS");
+}
+
+#else
+
+/* One buffer mapped for the call: the union of the element ranges its
+ * operands touch. A and B may be the same buffer (x @ x^T). */
+typedef struct mapping {
+  cl_mem mem;
+  size_t lo, hi; /* elements */
+  cl_map_flags flags;
+  float *p;      /* mapped pointer to element lo */
+} mapping;
+
+static void touch(mapping *maps, int *nmaps, cl_mem mem, size_t lo, size_t hi, cl_map_flags flags) {
+  for (int i = 0; i < *nmaps; i++)
+    if (maps[i].mem == mem) {
+      if (lo < maps[i].lo) maps[i].lo = lo;
+      if (hi > maps[i].hi) maps[i].hi = hi;
+      maps[i].flags |= flags;
+      return;
+    }
+  maps[(*nmaps)++] = (mapping){mem, lo, hi, flags, NULL};
+}
+
+static float *at(const mapping *maps, int nmaps, cl_mem mem, size_t offset) {
+  for (int i = 0; i < nmaps; i++)
+    if (maps[i].mem == mem) return maps[i].p + (offset - maps[i].lo);
+  return NULL;
+}
+
+/* Element range [lo, hi) that `batch` matrices of rows x cols with leading
+ * dimension ld at the given offsets cover. */
+static void extent(const size_t *offsets, size_t batch, size_t rows, size_t cols, size_t ld, size_t *lo, size_t *hi) {
+  *lo = SIZE_MAX, *hi = 0;
+  for (size_t i = 0; i < batch; i++) {
+    size_t end = offsets[i] + (rows - 1) * ld + cols;
+    if (offsets[i] < *lo) *lo = offsets[i];
+    if (end > *hi) *hi = end;
+  }
+}
+
+/* A leading dimension that CBLAS accepts: at least the row length. When the
+ * matrix has a single row its ld is never used, so any value will do. */
+static bool fix_ld(size_t *ld, size_t rows, size_t cols) {
+  size_t need = cols ? cols : 1;
+  if (*ld >= need) return true;
+  if (rows <= 1) {
+    *ld = need;
+    return true;
+  }
+  return false;
+}
+
+int sloth__host_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c) {
+  if (g->dtype != SLOTH_F32) return sloth__fail(SLOTH_E_UNSUPPORTED, "host GEMM: dtype %s not supported", sloth_dtype_name(g->dtype));
+  if (g->m == 0 || g->n == 0 || g->batch == 0) return SLOTH_OK;
+  if (g->m > INT32_MAX || g->n > INT32_MAX || g->k > INT32_MAX)
+    return sloth__fail(SLOTH_E_UNSUPPORTED, "host GEMM: a dimension exceeds CBLAS's int (m=%zu n=%zu k=%zu)", g->m, g->n, g->k);
+  /* stored shapes: A is m x k (k x m transposed), B is k x n (n x k transposed) */
+  size_t ar = g->trans_a ? g->k : g->m, ac = g->trans_a ? g->m : g->k;
+  size_t br = g->trans_b ? g->n : g->k, bc = g->trans_b ? g->k : g->n;
+  size_t lda = g->lda, ldb = g->ldb, ldc = g->ldc;
+  if (g->k > 0 && (!fix_ld(&lda, ar, ac) || !fix_ld(&ldb, br, bc)))
+    return sloth__fail(SLOTH_E_INVALID, "host GEMM: leading dimension too small (lda=%zu ldb=%zu, m=%zu n=%zu k=%zu)",
+                       g->lda, g->ldb, g->m, g->n, g->k);
+  if (!fix_ld(&ldc, g->m, g->n))
+    return sloth__fail(SLOTH_E_INVALID, "host GEMM: ldc=%zu < n=%zu", g->ldc, g->n);
+  if (lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX)
+    return sloth__fail(SLOTH_E_UNSUPPORTED, "host GEMM: a leading dimension exceeds CBLAS's int");
+
+  mapping maps[3];
+  int nmaps = 0;
+  size_t lo, hi;
+  if (g->k > 0) {
+    extent(g->a_offsets, g->batch, ar, ac, lda, &lo, &hi);
+    touch(maps, &nmaps, (cl_mem)a, lo, hi, CL_MAP_READ);
+    extent(g->b_offsets, g->batch, br, bc, ldb, &lo, &hi);
+    touch(maps, &nmaps, (cl_mem)b, lo, hi, CL_MAP_READ);
+  }
+  extent(g->c_offsets, g->batch, g->m, g->n, ldc, &lo, &hi);
+  touch(maps, &nmaps, (cl_mem)c, lo, hi, CL_MAP_READ | CL_MAP_WRITE);
+
+  /* The queue is in order: the blocking map of the last buffer waits for all
+   * the work queued before this call, including the earlier maps. */
+  int rc = SLOTH_OK;
+  int mapped = 0;
+  for (; mapped < nmaps; mapped++) {
+    cl_int e;
+    mapping *mp = &maps[mapped];
+    mp->p = clEnqueueMapBuffer(dev->queue, mp->mem, mapped == nmaps - 1 ? CL_TRUE : CL_FALSE, mp->flags,
+                               mp->lo * sizeof(float), (mp->hi - mp->lo) * sizeof(float), 0, NULL, NULL, &e);
+    if (e != CL_SUCCESS) {
+      rc = sloth__fail(SLOTH_E_DEVICE, "host GEMM: clEnqueueMapBuffer failed (%d)", (int)e);
+      break;
+    }
+  }
+
+  if (rc == SLOTH_OK) {
+    if (g->k == 0) { /* an empty sum: C = beta * C, as CBLAS would do */
+      for (size_t z = 0; z < g->batch; z++) {
+        float *C = at(maps, nmaps, (cl_mem)c, g->c_offsets[z]);
+        for (size_t i = 0; i < g->m; i++)
+          for (size_t j = 0; j < g->n; j++) C[i * ldc + j] = g->beta == 0 ? 0.0f : g->beta * C[i * ldc + j];
+      }
+    } else {
+      enum CBLAS_TRANSPOSE ta = g->trans_a ? CblasTrans : CblasNoTrans, tb = g->trans_b ? CblasTrans : CblasNoTrans;
+      for (size_t z = 0; z < g->batch; z++)
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)g->k, g->alpha,
+                    at(maps, nmaps, (cl_mem)a, g->a_offsets[z]), (int)lda, at(maps, nmaps, (cl_mem)b, g->b_offsets[z]),
+                    (int)ldb, g->beta, at(maps, nmaps, (cl_mem)c, g->c_offsets[z]), (int)ldc);
+    }
+  }
+
+  for (int i = 0; i < mapped; i++) {
+    cl_int e = clEnqueueUnmapMemObject(dev->queue, maps[i].mem, maps[i].p, 0, NULL, NULL);
+    if (e != CL_SUCCESS && rc == SLOTH_OK) rc = sloth__fail(SLOTH_E_DEVICE, "host GEMM: clEnqueueUnmapMemObject failed (%d)", (int)e);
+  }
+  return rc;
+}
+
+#endif
