@@ -1,9 +1,10 @@
 /* check_api.c - compile-time proof that backend-cuda/cuda_api.h matches the
  * CUDA toolkit: every function-pointer type the backend declares must be
- * compatible with the prototype in <cuda.h> / <nvrtc.h>, and every enum value
- * it spells out must equal the toolkit's. Built by `make check` only when
- * configure found the toolkit headers (--with-cuda=DIR, default
- * /usr/local/cuda); the program itself only prints a TAP line. */
+ * compatible with the prototype in <cuda.h>, <nvrtc.h> and (when present)
+ * <cublas_api.h>, and every enum value it spells out must equal the
+ * toolkit's. Built by `make check` only when configure found the toolkit
+ * headers (--with-cuda=DIR, default /usr/local/cuda); a mismatch fails the
+ * build. The program itself only prints a TAP line. */
 #include <cuda.h>
 #include <nvrtc.h>
 
@@ -45,6 +46,20 @@ CHECK_VALUE(NVRTC_SUCCESS)
 CHECK_VALUE(NVRTC_ERROR_INVALID_OPTION)
 CHECK_VALUE(NVRTC_ERROR_COMPILATION)
 
+#if __has_include(<cublas_api.h>) /* a toolkit may come without cuBLAS */
+#include <cublas_api.h>
+SL_CUBLAS_FUNCS(CHECK_FN)
+CHECK_VALUE(CUBLAS_STATUS_SUCCESS)
+CHECK_VALUE(CUBLAS_STATUS_ALLOC_FAILED)
+CHECK_VALUE(CUBLAS_OP_N)
+CHECK_VALUE(CUBLAS_OP_T)
+_Static_assert(__builtin_types_compatible_p(cublasHandle_t, sl_cublasHandle_t), "cublasHandle_t");
+_Static_assert(__builtin_types_compatible_p(cudaStream_t, sl_CUstream), "cudaStream_t is a CUstream");
+#define CHECKED_CUBLAS "yes"
+#else
+#define CHECKED_CUBLAS "no (no cublas_api.h)"
+#endif
+
 /* the scalar types: same size and signedness as the toolkit's */
 _Static_assert(__builtin_types_compatible_p(CUdevice, sl_CUdevice), "CUdevice");
 _Static_assert(__builtin_types_compatible_p(CUdeviceptr, sl_CUdeviceptr), "CUdeviceptr");
@@ -57,6 +72,7 @@ _Static_assert(sizeof(CUresult) == sizeof(sl_CUresult), "CUresult");
 _Static_assert(sizeof(nvrtcResult) == sizeof(sl_nvrtcResult), "nvrtcResult");
 
 int main(void) {
-  printf("1..1\nok 1 - cuda_api.h matches the toolkit headers (CUDA_VERSION %d)\n", CUDA_VERSION);
+  printf("1..1\nok 1 - cuda_api.h matches the toolkit headers (CUDA_VERSION %d; cuBLAS checked: %s)\n", CUDA_VERSION,
+         CHECKED_CUBLAS);
   return 0;
 }

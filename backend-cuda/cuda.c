@@ -1,6 +1,7 @@
-/* cuda.c - the CUDA backend: the driver API (libcuda.so.1) and NVRTC
- * (libnvrtc.so.N), both opened at run time with dlopen, so that Sloth builds
- * and runs where CUDA is absent and never links it.
+/* cuda.c - the CUDA backend: the driver API (libcuda.so.1), NVRTC
+ * (libnvrtc.so.N) and cuBLAS (libcublas.so.N), all opened at run time with
+ * dlopen, so that Sloth builds and runs where CUDA is absent and never links
+ * it (docs/cuda.md).
  *
  * Devices:  cuInit, then one entry per CUDA device. A machine without a
  *           driver, with only the toolkit's stub libcuda, or without a GPU
@@ -20,14 +21,14 @@
  *           by source.
  * NVRTC:    the driver's major version M takes NVRTC M or older (a newer
  *           NVRTC's output may need a newer driver): libnvrtc.so.M, then
- *           down to libnvrtc.so.12.
+ *           down to libnvrtc.so.12, the first that compiles for the oldest
+ *           GPU (CUDA 13 dropped sm_5x..sm_70). Devices it cannot compile
+ *           for are left out of the list.
  *
- * cuBLAS (for a later GEMM issue): load it the same way on first use, e.g.
- * dlopen("libcublas.so.M") for the driver's major version M, then
- * cublasCreate_v2 + cublasSetStream_v2(handle, dev->stream) once per device
- * (in the primary context, made current by ctx_enter) and
- * cublasSgemmStridedBatched per call; declare the few symbols in cuda_api.h
- * so that check_api.c checks them against <cublas_v2.h>.
+ * GEMM:     cuBLAS (libcublas.so.M, chosen like NVRTC), opened on the first
+ *           matrix product; one handle per device, on the device's stream.
+ *           Row-major products are column-major ones with the operands
+ *           swapped: C^T = op(B)^T op(A)^T.
  */
 #include "../core/internal.h"
 #include "cuda_api.h"
@@ -64,10 +65,7 @@ typedef struct cu_dev_ref {
 
 static cu_dev_ref *devices;
 static int ndevices;
-static int driver_version;              /* e.g. 12040 for 12.4 */
-static int nvrtc_major, nvrtc_minor;
-static int *nvrtc_archs, nvrtc_narchs;  /* e.g. 75, 80, ..., 120 */
-static char nvrtc_soname[32];
+static int driver_version; /* e.g. 12040 for 12.4 */
 static char status_msg[512];
 static pthread_once_t enumerate_once = PTHREAD_ONCE_INIT;
 
@@ -90,14 +88,49 @@ static sloth_status cu_status_of(sl_CUresult r, sloth_status otherwise) {
   return r == SL_CUDA_ERROR_OUT_OF_MEMORY ? SLOTH_E_NOMEM : otherwise;
 }
 
+/* The NVRTC entry points of one loaded library, with its architectures. */
+typedef struct nvrtc_lib {
+  const char *soname;
+  int major, minor;
+  int *archs, narchs; /* ascending, e.g. 75, 80, ..., 121; none: NVRTC decides */
+} nvrtc_lib;
+
+static int int_cmp(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+static bool nvrtc_open(const char *soname, nvrtc_lib *lib, char *why, size_t whylen) {
+  void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+  if (!h) return false;
+#define X(name, ret, params)                                                    \
+  if (!(nv.name = (sl_##name##_fn)dlsym(h, #name))) {                           \
+    snprintf(why + strlen(why), whylen - strlen(why), "%s lacks %s; ", soname, #name); \
+    dlclose(h);                                                                 \
+    return false;                                                               \
+  }
+  SL_NVRTC_FUNCS(X)
+#undef X
+  memset(lib, 0, sizeof *lib);
+  lib->soname = soname;
+  nv.nvrtcVersion(&lib->major, &lib->minor);
+  int n = 0;
+  if (nv.nvrtcGetNumSupportedArchs(&n) == SL_NVRTC_SUCCESS && n > 0 && (lib->archs = calloc((size_t)n, sizeof(int))) &&
+      nv.nvrtcGetSupportedArchs(lib->archs) == SL_NVRTC_SUCCESS) {
+    lib->narchs = n;
+    qsort(lib->archs, (size_t)n, sizeof(int), int_cmp);
+  }
+  return true; /* never closed: the library stays loaded for the process */
+}
+
+static nvrtc_lib nvrtc; /* the one in use (its entry points are in nv) */
+
 /* Loads NVRTC for a driver of major version `major` (0: no driver, take the
- * newest): libnvrtc.so.M for the newest M <= major. Returns 0 on success,
- * else leaves a reason in why. */
-static int nvrtc_load(int major, char *why, size_t whylen) {
+ * newest): libnvrtc.so.M for the newest M <= major whose architectures
+ * reach down to min_arch (the oldest device; CUDA 13 dropped sm_5x..sm_70),
+ * else the newest one found. Returns 0 on success, else leaves a reason in why. */
+static int nvrtc_load(int major, int min_arch, char *why, size_t whylen) {
   static const char *const known[] = SL_NVRTC_SONAMES; /* newest first */
+  static char future[32];
   const char *names[8];
   int n = 0;
-  char future[32];
   int newest = atoi(known[0] + strlen("libnvrtc.so."));
   if (major > newest) { /* a driver newer than this code: its own NVRTC first */
     snprintf(future, sizeof future, "libnvrtc.so.%d", major);
@@ -107,30 +140,29 @@ static int nvrtc_load(int major, char *why, size_t whylen) {
     if (!major || atoi(known[i] + strlen("libnvrtc.so.")) <= major) names[n++] = known[i];
   char tried[256] = "";
   *why = '\0';
+  nvrtc_lib first = {0}, lib;
+  struct { /* the entry points of the first library found, in case none fits better */
+#define X(name, ret, params) sl_##name##_fn name;
+    SL_NVRTC_FUNCS(X)
+#undef X
+  } first_fns;
   for (int i = 0; i < n; i++) {
     size_t tl = strlen(tried);
     snprintf(tried + tl, sizeof tried - tl, "%s%s", tl ? ", " : "", names[i]);
-    void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!h) continue;
-    bool complete = true;
-#define X(name, ret, params)                                          \
-  if (complete && !(nv.name = (sl_##name##_fn)dlsym(h, #name))) {     \
-    complete = false;                                                 \
-    snprintf(why, whylen, "%s lacks %s; ", names[i], #name);          \
-  }
-    SL_NVRTC_FUNCS(X)
-#undef X
-    if (!complete) {
-      dlclose(h);
-      continue;
+    if (!nvrtc_open(names[i], &lib, why, whylen)) continue;
+    if (!lib.narchs || lib.archs[0] <= min_arch) {
+      nvrtc = lib;
+      return 0;
     }
-    nv.nvrtcVersion(&nvrtc_major, &nvrtc_minor);
-    int na = 0;
-    if (nv.nvrtcGetNumSupportedArchs(&na) == SL_NVRTC_SUCCESS && na > 0 && (nvrtc_archs = calloc((size_t)na, sizeof(int))) &&
-        nv.nvrtcGetSupportedArchs(nvrtc_archs) == SL_NVRTC_SUCCESS)
-      nvrtc_narchs = na;
-    snprintf(nvrtc_soname, sizeof nvrtc_soname, "%s", names[i]);
-    return 0; /* never closed: the library stays loaded for the process */
+    if (!first.soname) {
+      first = lib;
+      memcpy(&first_fns, &nv, sizeof nv);
+    } else free(lib.archs);
+  }
+  if (first.soname) {
+    nvrtc = first;
+    memcpy(&nv, &first_fns, sizeof nv);
+    return 0;
   }
   size_t l = strlen(why);
   snprintf(why + l, whylen - l, "tried %s; install the CUDA toolkit's NVRTC (cuda-nvrtc-%d)", n ? tried : "nothing",
@@ -167,6 +199,12 @@ static void enumerate(void) {
     return;
   }
   cu.cuDriverGetVersion(&driver_version);
+  if (driver_version < 12000) {
+    snprintf(status_msg, sizeof status_msg,
+             "the NVIDIA driver supports CUDA %d.%d; this backend needs a driver for CUDA 12 or newer",
+             driver_version / 1000, driver_version % 1000 / 10);
+    return;
+  }
   int n = 0;
   r = cu.cuDeviceGetCount(&n);
   if (r != SL_CUDA_SUCCESS || n <= 0) {
@@ -174,23 +212,12 @@ static void enumerate(void) {
              r != SL_CUDA_SUCCESS ? cu_error_name(r) : "");
     return;
   }
-  if (driver_version < 12000) {
-    snprintf(status_msg, sizeof status_msg,
-             "the NVIDIA driver supports CUDA %d.%d; this backend needs a driver for CUDA 12 or newer",
-             driver_version / 1000, driver_version % 1000 / 10);
-    return;
-  }
-  char why[256] = "";
-  if (nvrtc_load(driver_version / 1000, why, sizeof why) != 0) {
-    snprintf(status_msg, sizeof status_msg, "%d CUDA device(s), but no usable NVRTC to compile kernels: %s", n, why);
-    return;
-  }
   cu_dev_ref *ds = calloc((size_t)n, sizeof *ds);
   if (!ds) {
     snprintf(status_msg, sizeof status_msg, "out of host memory");
     return;
   }
-  int k = 0;
+  int k = 0, min_arch = 1 << 30;
   for (int i = 0; i < n; i++) {
     cu_dev_ref *d = &ds[k];
     if (cu.cuDeviceGet(&d->dev, i) != SL_CUDA_SUCCESS) continue;
@@ -203,11 +230,33 @@ static void enumerate(void) {
     cu.cuDeviceGetAttribute(&d->smem_optin, SL_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, d->dev);
     cu.cuDeviceGetAttribute(&d->integrated, SL_CU_DEVICE_ATTRIBUTE_INTEGRATED, d->dev);
     cu.cuDeviceTotalMem_v2(&d->mem, d->dev);
+    if (d->cc_major * 10 + d->cc_minor < min_arch) min_arch = d->cc_major * 10 + d->cc_minor;
     k++;
   }
+  if (k == 0) {
+    free(ds);
+    snprintf(status_msg, sizeof status_msg, "no CUDA device (cuDeviceGet failed)");
+    return;
+  }
+  char why[256] = "";
+  if (nvrtc_load(driver_version / 1000, min_arch, why, sizeof why) != 0) {
+    free(ds);
+    snprintf(status_msg, sizeof status_msg, "%d CUDA device(s), but no usable NVRTC to compile kernels: %s", k, why);
+    return;
+  }
+  /* keep the devices NVRTC can compile for (cuda:N counts these) */
+  int kept = 0;
+  for (int i = 0; i < k; i++)
+    if (!nvrtc.narchs || ds[i].cc_major * 10 + ds[i].cc_minor >= nvrtc.archs[0]) ds[kept++] = ds[i];
+  if (kept == 0) {
+    snprintf(status_msg, sizeof status_msg,
+             "%d CUDA device(s) of sm_%d, but %s compiles for sm_%d..sm_%d only: install an older NVRTC (cuda-nvrtc-12)",
+             k, min_arch, nvrtc.soname, nvrtc.archs[0], nvrtc.archs[nvrtc.narchs - 1]);
+    free(ds);
+    return;
+  }
   devices = ds;
-  ndevices = k;
-  if (k == 0) snprintf(status_msg, sizeof status_msg, "no CUDA device (cuDeviceGet failed)");
+  ndevices = kept;
 }
 
 static int cu_device_count(void) {
@@ -230,7 +279,7 @@ static int cu_device_info(int index, sloth_device_info *out) {
   snprintf(out->name, sizeof out->name, "%s", d->name);
   snprintf(out->vendor, sizeof out->vendor, "NVIDIA");
   snprintf(out->version, sizeof out->version, "CUDA driver %d.%d, NVRTC %d.%d, sm_%d%d", driver_version / 1000,
-           driver_version % 1000 / 10, nvrtc_major, nvrtc_minor, d->cc_major, d->cc_minor);
+           driver_version % 1000 / 10, nvrtc.major, nvrtc.minor, d->cc_major, d->cc_minor);
   out->is_gpu = 1;
   out->compute_units = d->sm_count;
   out->fp16 = d->cc_major * 10 + d->cc_minor >= 53;
@@ -250,6 +299,7 @@ struct sloth__device {
   int cubin_arch; /* sm_XY NVRTC can build a CUBIN for; 0 once CUBINs failed */
   int ptx_arch;   /* compute_XY for the PTX fallback; 0 if NVRTC knows none <= arch */
   int max_threads, smem_optin;
+  sl_cublasHandle_t blas; /* created on the first GEMM */
 };
 
 struct sloth__kernel {
@@ -281,22 +331,14 @@ static int cu_open(int index, sloth__device **out) {
   dev->arch = d->cc_major * 10 + d->cc_minor;
   dev->max_threads = d->max_threads > 0 ? d->max_threads : 1024;
   dev->smem_optin = d->smem_optin;
-  for (int i = 0; i < nvrtc_narchs; i++) {
-    if (nvrtc_archs[i] == dev->arch) dev->cubin_arch = dev->arch;
-    if (nvrtc_archs[i] <= dev->arch && nvrtc_archs[i] > dev->ptx_arch) dev->ptx_arch = nvrtc_archs[i];
+  /* CUBIN for the exact architecture if NVRTC knows it; PTX for the newest
+   * one it knows that the device can run (enumeration kept only devices
+   * NVRTC can compile for) */
+  for (int i = 0; i < nvrtc.narchs; i++) {
+    if (nvrtc.archs[i] == dev->arch) dev->cubin_arch = dev->arch;
+    if (nvrtc.archs[i] <= dev->arch && nvrtc.archs[i] > dev->ptx_arch) dev->ptx_arch = nvrtc.archs[i];
   }
-  if (!nvrtc_narchs) dev->cubin_arch = dev->ptx_arch = dev->arch; /* no list: let NVRTC decide */
-  if (!dev->cubin_arch && !dev->ptx_arch) {
-    int lo = nvrtc_archs[0], hi = nvrtc_archs[0];
-    for (int i = 1; i < nvrtc_narchs; i++) {
-      if (nvrtc_archs[i] < lo) lo = nvrtc_archs[i];
-      if (nvrtc_archs[i] > hi) hi = nvrtc_archs[i];
-    }
-    int arch = dev->arch;
-    free(dev);
-    return sloth__fail(SLOTH_E_UNSUPPORTED, "CUDA: %s (sm_%d) is older than every architecture %s supports (sm_%d..sm_%d)",
-                       d->name, arch, nvrtc_soname, lo, hi);
-  }
+  if (!nvrtc.narchs) dev->cubin_arch = dev->ptx_arch = dev->arch; /* no list: let NVRTC decide */
   sl_CUresult r = cu.cuDevicePrimaryCtxRetain(&dev->ctx, dev->dev);
   if (r != SL_CUDA_SUCCESS) {
     free(dev);
@@ -317,9 +359,16 @@ static int cu_open(int index, sloth__device **out) {
   return SLOTH_OK;
 }
 
+static struct {
+#define X(name, ret, params) sl_##name##_fn name;
+  SL_CUBLAS_FUNCS(X)
+#undef X
+} blas;
+
 static void cu_close(sloth__device *dev) {
   if (ctx_enter(dev) == SLOTH_OK) {
     cu.cuStreamSynchronize(dev->stream);
+    if (dev->blas) blas.cublasDestroy_v2(dev->blas);
     cu.cuStreamDestroy_v2(dev->stream);
     cu.cuCtxSynchronize();
     cu.cuCtxSetCurrent(NULL); /* releasing the primary context does not unbind it */
@@ -389,11 +438,13 @@ static sl_nvrtcResult nvrtc_build(const char *source, const char *name, const ch
   *image = NULL;
   char archopt[48];
   snprintf(archopt, sizeof archopt, "--gpu-architecture=%s_%d", cubin ? "sm" : "compute", arch);
+  static const char *const fixed[] = SL_NVRTC_OPTIONS;
   const char *argv[64];
   int argc = 0;
   argv[argc++] = archopt;
-  char *opts = options ? strdup(options) : NULL;
-  if (opts) argc += split_options(opts, argv + argc, 63);
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) argv[argc++] = fixed[i];
+  char *opts = options ? strdup(options) : NULL; /* SLOTH_BUILD_OPTIONS */
+  if (opts) argc += split_options(opts, argv + argc, 64 - argc);
   sl_nvrtcProgram prog = NULL;
   sl_nvrtcResult r = nv.nvrtcCreateProgram(&prog, source, "sloth_kernel.cu", 0, NULL, NULL);
   if (r != SL_NVRTC_SUCCESS) {
@@ -408,7 +459,7 @@ static sl_nvrtcResult nvrtc_build(const char *source, const char *name, const ch
     if (nv.nvrtcGetProgramLogSize(prog, &len) == SL_NVRTC_SUCCESS && (log = calloc(len + 1, 1)))
       nv.nvrtcGetProgramLog(prog, log);
     sloth__fail(SLOTH_E_COMPILE, "CUDA: NVRTC (%s) failed to compile kernel %s for %s: %s\n--- build log ---\n%s",
-                nvrtc_soname, name, archopt + strlen("--gpu-architecture="), nv.nvrtcGetErrorString(r),
+                nvrtc.soname, name, archopt + strlen("--gpu-architecture="), nv.nvrtcGetErrorString(r),
                 log && *log ? log : "(no log)");
     free(log);
   } else {
@@ -475,8 +526,8 @@ static int cu_compile(sloth__device *dev, const char *source, const char *name, 
     }
   }
   if (rc != SLOTH_OK && dev->ptx_arch) {
-    char first[1024] = "";
-    if (dev->cubin_arch) snprintf(first, sizeof first, "%s", sloth_last_error());
+    char first[512] = ""; /* the first line of why the CUBIN failed */
+    if (dev->cubin_arch) snprintf(first, sizeof first, "%.*s", (int)strcspn(sloth_last_error(), "\n"), sloth_last_error());
     sl_nvrtcResult r = nvrtc_build(source, name, options, dev->ptx_arch, false, &image);
     if (r == SL_NVRTC_SUCCESS) rc = load_module(image, name, true, k, &res);
     free(image);
@@ -484,7 +535,7 @@ static int cu_compile(sloth__device *dev, const char *source, const char *name, 
     else if (*first) {
       char second[12288];
       snprintf(second, sizeof second, "%s", sloth_last_error());
-      sloth__fail(SLOTH_E_COMPILE, "%s\n(after the CUBIN for sm_%d failed: %s)", second, dev->arch, first);
+      sloth__fail(SLOTH_E_COMPILE, "%s\n(PTX was the fallback after: %s)", second, first);
     }
   }
   if (rc != SLOTH_OK) {
@@ -537,12 +588,110 @@ static int cu_launch(sloth__device *dev, sloth__kernel *k, const sloth__launch *
       params[i] = (void *)args[i].value;
     }
   }
-  /* geom->local_mem is the dynamic shared memory (`extern __shared__ scratch[]`), not an argument */
+  /* geom->local_mem is the dynamic shared memory (`extern __shared__ uchar scratch[]`), not an argument */
   sl_CUresult r = cu.cuLaunchKernel(k->function, (unsigned)blocks, 1, 1, (unsigned)geom->local, 1, 1,
                                     (unsigned)geom->local_mem, dev->stream, params, NULL);
   if (params != pstack) free(params);
   if (ptrs != dstack) free(ptrs);
   return r == SL_CUDA_SUCCESS ? SLOTH_OK : CU_FAIL(cu_status_of(r, SLOTH_E_DEVICE), r, "cuLaunchKernel");
+}
+
+/* ------------------------------------------------------------------ GEMM (cuBLAS) */
+
+static char blas_status[384];
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_load(void) {
+  static const char *const known[] = SL_CUBLAS_SONAMES; /* newest first */
+  int major = driver_version / 1000;
+  char tried[128] = "";
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+    if (atoi(known[i] + strlen("libcublas.so.")) > major) continue; /* cuBLAS M needs a driver for CUDA M */
+    size_t tl = strlen(tried);
+    snprintf(tried + tl, sizeof tried - tl, "%s%s", tl ? ", " : "", known[i]);
+    void *h = dlopen(known[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h) continue;
+    const char *missing = NULL;
+#define X(name, ret, params) \
+  if (!missing && !(blas.name = (sl_##name##_fn)dlsym(h, #name))) missing = #name;
+    SL_CUBLAS_FUNCS(X)
+#undef X
+    if (!missing) return;
+    snprintf(blas_status, sizeof blas_status, "%s lacks %s", known[i], missing);
+    memset(&blas, 0, sizeof blas);
+    dlclose(h);
+  }
+  if (!*blas_status)
+    snprintf(blas_status, sizeof blas_status, "cuBLAS not found (tried %s); install the CUDA toolkit's cuBLAS (libcublas-%d)",
+             tried[0] ? tried : "nothing", major);
+}
+
+static int blas_fail(sl_cublasStatus_t st, const char *what) {
+  return sloth__fail(st == SL_CUBLAS_STATUS_ALLOC_FAILED ? SLOTH_E_NOMEM : SLOTH_E_DEVICE, "CUDA: %s failed: %s (%u)", what,
+                     blas.cublasGetStatusName(st), st);
+}
+
+static float *fptr(sloth__buffer *b, size_t offset) { return (float *)(uintptr_t)dptr(b) + offset; }
+
+/* The batches are evenly spaced: one stride (>= 0: 0 for a broadcast
+ * operand; cuBLAS documents no negative ones) describes them all. */
+static bool evenly(const size_t *offsets, size_t batch, long long *stride) {
+  *stride = batch > 1 ? (long long)offsets[1] - (long long)offsets[0] : 0;
+  if (*stride < 0) return false;
+  for (size_t i = 1; i < batch; i++)
+    if ((long long)offsets[i] - (long long)offsets[i - 1] != *stride) return false;
+  return true;
+}
+
+static int cu_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c) {
+  if (g->dtype != SLOTH_F32) return sloth__fail(SLOTH_E_UNSUPPORTED, "cuBLAS GEMM: dtype %s not supported", sloth_dtype_name(g->dtype));
+  if (g->m == 0 || g->n == 0 || g->batch == 0) return SLOTH_OK;
+  int rc = ctx_enter(dev);
+  if (rc != SLOTH_OK) return rc;
+  if (g->k == 0) { /* an empty sum: C = beta * C = 0 (C is contiguous: batch * m * n) */
+    if (g->beta != 0) return sloth__fail(SLOTH_E_UNSUPPORTED, "cuBLAS GEMM: k = 0 with beta != 0");
+    sl_CUresult r = cu.cuMemsetD32Async(dptr(c) + g->c_offsets[0] * sizeof(float), 0, g->batch * g->m * g->n, dev->stream);
+    return r == SL_CUDA_SUCCESS ? SLOTH_OK : CU_FAIL(SLOTH_E_DEVICE, r, "cuMemsetD32Async");
+  }
+  if (g->m > INT32_MAX || g->n > INT32_MAX || g->k > INT32_MAX || g->lda > INT32_MAX || g->ldb > INT32_MAX ||
+      g->ldc > INT32_MAX || g->batch > INT32_MAX)
+    return sloth__fail(SLOTH_E_UNSUPPORTED, "cuBLAS GEMM: a dimension exceeds 2^31 - 1");
+  pthread_once(&blas_once, blas_load);
+  if (!blas.cublasCreate_v2) return sloth__fail(SLOTH_E_UNSUPPORTED, "CUDA: no GEMM: %s", blas_status);
+  if (!dev->blas) {
+    sl_cublasStatus_t st = blas.cublasCreate_v2(&dev->blas);
+    if (st != SL_CUBLAS_STATUS_SUCCESS) {
+      dev->blas = NULL;
+      return blas_fail(st, "cublasCreate");
+    }
+    st = blas.cublasSetStream_v2(dev->blas, dev->stream);
+    if (st != SL_CUBLAS_STATUS_SUCCESS) return blas_fail(st, "cublasSetStream");
+  }
+  /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the
+   * buffers as they are, B first, m and n swapped */
+  sl_cublasOperation_t ta = g->trans_a ? SL_CUBLAS_OP_T : SL_CUBLAS_OP_N;
+  sl_cublasOperation_t tb = g->trans_b ? SL_CUBLAS_OP_T : SL_CUBLAS_OP_N;
+  int m = (int)g->m, n = (int)g->n, k = (int)g->k, lda = (int)g->lda, ldb = (int)g->ldb, ldc = (int)g->ldc;
+  long long sa, sb, sc;
+  sl_cublasStatus_t st;
+  if (g->batch == 1) {
+    st = blas.cublasSgemm_v2(dev->blas, tb, ta, n, m, k, &g->alpha, fptr(b, g->b_offsets[0]), ldb,
+                             fptr(a, g->a_offsets[0]), lda, &g->beta, fptr(c, g->c_offsets[0]), ldc);
+    return st == SL_CUBLAS_STATUS_SUCCESS ? SLOTH_OK : blas_fail(st, "cublasSgemm");
+  }
+  if (evenly(g->a_offsets, g->batch, &sa) && evenly(g->b_offsets, g->batch, &sb) && evenly(g->c_offsets, g->batch, &sc)) {
+    st = blas.cublasSgemmStridedBatched(dev->blas, tb, ta, n, m, k, &g->alpha, fptr(b, g->b_offsets[0]), ldb, sb,
+                                        fptr(a, g->a_offsets[0]), lda, sa, &g->beta, fptr(c, g->c_offsets[0]), ldc, sc,
+                                        (int)g->batch);
+    return st == SL_CUBLAS_STATUS_SUCCESS ? SLOTH_OK : blas_fail(st, "cublasSgemmStridedBatched");
+  }
+  /* irregular batches: one call each, in order on the stream */
+  for (size_t i = 0; i < g->batch; i++) {
+    st = blas.cublasSgemm_v2(dev->blas, tb, ta, n, m, k, &g->alpha, fptr(b, g->b_offsets[i]), ldb,
+                             fptr(a, g->a_offsets[i]), lda, &g->beta, fptr(c, g->c_offsets[i]), ldc);
+    if (st != SL_CUBLAS_STATUS_SUCCESS) return blas_fail(st, "cublasSgemm");
+  }
+  return SLOTH_OK;
 }
 
 static int cu_finish(sloth__device *dev) {
@@ -568,4 +717,5 @@ const sloth__backend sloth__cuda_backend = {
     .kernel_free = cu_kernel_free,
     .launch = cu_launch,
     .finish = cu_finish,
+    .gemm = cu_gemm,
 };

@@ -1,8 +1,7 @@
-# The CUDA backend's tests and build-time checks. The backend itself
-# (backend-cuda/cuda.c) is in Makefile.am under `if WITH_CUDA`; it opens
-# libcuda.so.1 and libnvrtc.so.N with dlopen and never links CUDA.
+# cuda.mk - the CUDA backend's tests and build-time checks. The backend
+# itself (backend-cuda/cuda.c) is in Makefile.am under WITH_CUDA; it opens
+# libcuda.so.1, libnvrtc.so.N and libcublas.so.N with dlopen and never links CUDA.
 noinst_HEADERS += backend-cuda/cuda_api.h
-EXTRA_DIST += docs/cuda.md
 
 # test_nvrtc: compiles the CUDA C of every kernel a representative workload
 # generates (SLOTH_DUMP_CUDA) with NVRTC, on any device; skipped without NVRTC.
@@ -16,8 +15,8 @@ tests_test_cuda_LDADD = libsloth.la
 
 if WITH_CUDA
 if HAVE_CUDA_HEADERS
-# Compile-time proof that backend-cuda/cuda_api.h matches <cuda.h> and
-# <nvrtc.h> of the toolkit in $(CUDA_DIR) (the headers only: nothing links CUDA).
+# Compile-time proof that backend-cuda/cuda_api.h matches <cuda.h>, <nvrtc.h>
+# and <cublas_api.h> of the toolkit in $(CUDA_DIR) (headers only: nothing links CUDA).
 check_PROGRAMS += backend-cuda/check_api
 backend_cuda_check_api_SOURCES = backend-cuda/check_api.c
 backend_cuda_check_api_CPPFLAGS = -I$(CUDA_DIR)/include

@@ -1,12 +1,14 @@
 /* cuda_api.h - the few CUDA driver API and NVRTC declarations the CUDA
  * backend uses, written out here so that Sloth never includes a CUDA header
- * nor links CUDA: libcuda.so.1 and libnvrtc.so.N are opened with dlopen.
+ * nor links CUDA: libcuda.so.1, libnvrtc.so.N and libcublas.so.N are opened
+ * with dlopen.
  *
  * Every type keeps the ABI of the toolkit's (enums are passed as unsigned
  * int, handles are pointers to the same opaque struct tags). Each function
  * is listed once in an X-macro table; backend-cuda/check_api.c, built by
  * `make check` when the toolkit headers are found (configure --with-cuda=DIR),
- * asserts at compile time that every entry matches <cuda.h> / <nvrtc.h>.
+ * asserts at compile time that every entry matches <cuda.h>, <nvrtc.h> and
+ * <cublas_api.h>.
  *
  * Only the names the toolkit exports are used: the versioned `_v2` symbols
  * (cuMemAlloc_v2, ...) that <cuda.h> maps the plain names to.
@@ -83,6 +85,7 @@ typedef struct CUfunc_st *sl_CUfunction;
     (sl_CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount, sl_CUstream hStream))                 \
   X(cuMemcpyDtoHAsync_v2, sl_CUresult,                                                                      \
     (void *dstHost, sl_CUdeviceptr srcDevice, size_t ByteCount, sl_CUstream hStream))                       \
+  X(cuMemsetD32Async, sl_CUresult, (sl_CUdeviceptr dstDevice, unsigned int ui, size_t N, sl_CUstream hStream)) \
   X(cuModuleLoadDataEx, sl_CUresult,                                                                        \
     (sl_CUmodule * module, const void *image, unsigned int numOptions, sl_CUjit_option *options,            \
      void **optionValues))                                                                                  \
@@ -121,14 +124,46 @@ typedef struct _nvrtcProgram *sl_nvrtcProgram;
   X(nvrtcGetProgramLogSize, sl_nvrtcResult, (sl_nvrtcProgram prog, size_t * logSizeRet))                    \
   X(nvrtcGetProgramLog, sl_nvrtcResult, (sl_nvrtcProgram prog, char *log))
 
+/* ------------------------------------------------------------------ cuBLAS types */
+
+typedef unsigned int sl_cublasStatus_t;    /* enum cublasStatus_t */
+typedef unsigned int sl_cublasOperation_t; /* enum cublasOperation_t */
+typedef struct cublasContext *sl_cublasHandle_t;
+
+#define SL_CUBLAS_STATUS_SUCCESS 0
+#define SL_CUBLAS_STATUS_ALLOC_FAILED 3
+#define SL_CUBLAS_OP_N 0
+#define SL_CUBLAS_OP_T 1
+
+/* X(name, return type, parameter list): the cuBLAS entry points used (a
+ * cudaStream_t is a CUstream). Loaded on the first matrix product. */
+#define SL_CUBLAS_FUNCS(X)                                                                                  \
+  X(cublasCreate_v2, sl_cublasStatus_t, (sl_cublasHandle_t * handle))                                       \
+  X(cublasDestroy_v2, sl_cublasStatus_t, (sl_cublasHandle_t handle))                                        \
+  X(cublasSetStream_v2, sl_cublasStatus_t, (sl_cublasHandle_t handle, sl_CUstream streamId))                \
+  X(cublasGetStatusName, const char *, (sl_cublasStatus_t status))                                          \
+  X(cublasSgemm_v2, sl_cublasStatus_t,                                                                      \
+    (sl_cublasHandle_t handle, sl_cublasOperation_t transa, sl_cublasOperation_t transb, int m, int n, int k, \
+     const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta, float *C,     \
+     int ldc))                                                                                              \
+  X(cublasSgemmStridedBatched, sl_cublasStatus_t,                                                           \
+    (sl_cublasHandle_t handle, sl_cublasOperation_t transa, sl_cublasOperation_t transb, int m, int n, int k, \
+     const float *alpha, const float *A, int lda, long long int strideA, const float *B, int ldb,            \
+     long long int strideB, const float *beta, float *C, int ldc, long long int strideC, int batchCount))
+
 /* Function-pointer types: sl_<name>_fn */
 #define SL_CUDA_FN_TYPEDEF(name, ret, params) typedef ret(*sl_##name##_fn) params;
 SL_CUDA_DRIVER_FUNCS(SL_CUDA_FN_TYPEDEF)
 SL_NVRTC_FUNCS(SL_CUDA_FN_TYPEDEF)
+SL_CUBLAS_FUNCS(SL_CUDA_FN_TYPEDEF)
 #undef SL_CUDA_FN_TYPEDEF
 
 /* NVRTC sonames to try, newest first (a driver of major version M takes
  * NVRTC M or older; see cuda.c). */
 #define SL_NVRTC_SONAMES {"libnvrtc.so.13", "libnvrtc.so.12"}
+/* Options the backend always gives NVRTC (after --gpu-architecture):
+ * functions without __device__ (the shared kernels/ sources) are device code. */
+#define SL_NVRTC_OPTIONS {"-default-device"}
+#define SL_CUBLAS_SONAMES {"libcublas.so.13", "libcublas.so.12"}
 
 #endif

@@ -43,13 +43,17 @@ static void shape_str(char *buf, size_t n, int rank, const int64_t *shape) {
   if (used < n) snprintf(buf + used, n - used, "]");
 }
 
+static bool same_shape(const sloth__node *x, int rank, const int64_t *shape) {
+  return x->rank == rank && (rank == 0 || memcmp(x->shape, shape, (size_t)rank * sizeof *shape) == 0);
+}
+
 static sloth__node *new_node(sloth__opcode op, sloth_dtype dt, int rank, const int64_t *shape, int nin,
                              sloth__node *const *in, const sloth__attrs *attrs) {
   return sloth__node_new(op, dt, rank, shape, nin, in, attrs);
 }
 
 static sloth__node *reshape_node(sloth__node *x, int rank, const int64_t *shape) {
-  if (x->rank == rank && memcmp(x->shape, shape, (size_t)rank * sizeof *shape) == 0) {
+  if (same_shape(x, rank, shape)) {
     sloth__node_retain(x);
     return x;
   }
@@ -68,7 +72,7 @@ static sloth__node *cast_node(sloth__node *x, sloth_dtype dt) {
 
 /* Broadcasts x to (rank, shape), which the caller has checked is compatible. */
 static sloth__node *broadcast_node(sloth__node *x, int rank, const int64_t *shape) {
-  if (x->rank == rank && memcmp(x->shape, shape, (size_t)rank * sizeof *shape) == 0) {
+  if (same_shape(x, rank, shape)) {
     sloth__node_retain(x);
     return x;
   }
@@ -76,7 +80,7 @@ static sloth__node *broadcast_node(sloth__node *x, int rank, const int64_t *shap
   int lead = rank - x->rank;
   for (int i = 0; i < rank; i++) padded[i] = i < lead ? 1 : x->shape[i - lead];
   sloth__node *r = reshape_node(x, rank, padded);
-  if (!r || memcmp(padded, shape, (size_t)rank * sizeof *shape) == 0) return r;
+  if (!r || rank == 0 || memcmp(padded, shape, (size_t)rank * sizeof *shape) == 0) return r;
   sloth__node *e = new_node(OP_EXPAND, x->dtype, rank, shape, 1, &r, NULL);
   sloth__node_release(r);
   return e;

@@ -126,6 +126,73 @@ static void test_views(void) {
   sloth_scope_end();
 }
 
+/* want[b] = A[b] (m x k) @ B[b] (k x n), from strided host arrays */
+static void host_matmul(const float *a, int64_t as0, int64_t as1, int64_t as2, const float *b, int64_t bs0, int64_t bs1,
+                        int64_t bs2, int batch, int m, int k, int n, float *want) {
+  for (int z = 0; z < batch; z++)
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) {
+        double s = 0;
+        for (int l = 0; l < k; l++) s += (double)a[z * as0 + i * as1 + l * as2] * b[z * bs0 + l * bs1 + j * bs2];
+        want[(z * m + i) * n + j] = (float)s;
+      }
+}
+
+static void test_matmul(void) {
+  enum { M = 33, K = 70, N = 45, B = 3 };
+  float *a = malloc(B * M * K * 4), *b = malloc(B * K * N * 4), *got = malloc(B * M * N * 4), *want = malloc(B * M * N * 4);
+  for (int i = 0; i < B * M * K; i++) a[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+  for (int i = 0; i < B * K * N; i++) b[i] = (float)((i * 53) % 97) / 48.0f - 1.0f;
+  sloth_scope_begin();
+  sloth_tensor *ta = sloth_from_host(a, SLOTH_F32, 3, (int64_t[]){B, M, K});
+  sloth_tensor *tb = sloth_from_host(b, SLOTH_F32, 3, (int64_t[]){B, K, N});
+  sloth_tensor *a0 = sloth_slice(ta, 0, 0, 1, 1), *b0 = sloth_slice(tb, 0, 0, 1, 1);
+  a0 = sloth_reshape(a0, 2, (int64_t[]){M, K});
+  b0 = sloth_reshape(b0, 2, (int64_t[]){K, N});
+
+  /* one product */
+  int rc = sloth_to_host(sloth_matmul(a0, b0), got, M * N * 4);
+  host_matmul(a, 0, K, 1, b, 0, N, 1, 1, M, K, N, want);
+  ok(rc == SLOTH_OK && tap_max_err(got, want, M * N, 1e-4, 1e-4) <= 1, "matmul [%d,%d] @ [%d,%d] matches the host%s%s", M,
+     K, K, N, rc ? ": " : "", rc ? sloth_last_error() : "");
+
+  /* transposed operands are read in place: (B0^T)^T @ (A0^T)^T ... as a^T b^T */
+  sloth_tensor *at = sloth_transpose(sloth_reshape(sloth_slice(ta, 0, 0, 1, 1), 2, (int64_t[]){K, M}), 0, 1);
+  rc = sloth_to_host(sloth_matmul(at, sloth_transpose(sloth_reshape(sloth_slice(tb, 0, 0, 1, 1), 2, (int64_t[]){N, K}), 0, 1)),
+                     got, M * N * 4);
+  host_matmul(a, 0, 1, M, b, 0, 1, K, 1, M, K, N, want); /* a read as [K, M], b as [N, K] */
+  ok(rc == SLOTH_OK && tap_max_err(got, want, M * N, 1e-4, 1e-4) <= 1, "matmul of transposed views matches the host%s%s",
+     rc ? ": " : "", rc ? sloth_last_error() : "");
+
+  /* batched, evenly spaced */
+  rc = sloth_to_host(sloth_matmul(ta, tb), got, B * M * N * 4);
+  host_matmul(a, M * K, K, 1, b, K * N, N, 1, B, M, K, N, want);
+  ok(rc == SLOTH_OK && tap_max_err(got, want, B * M * N, 1e-4, 1e-4) <= 1, "batched matmul matches the host%s%s",
+     rc ? ": " : "", rc ? sloth_last_error() : "");
+
+  /* batched against one broadcast matrix */
+  rc = sloth_to_host(sloth_matmul(ta, b0), got, B * M * N * 4);
+  host_matmul(a, M * K, K, 1, b, 0, N, 1, B, M, K, N, want);
+  ok(rc == SLOTH_OK && tap_max_err(got, want, B * M * N, 1e-4, 1e-4) <= 1, "batched @ broadcast matmul matches the host%s%s",
+     rc ? ": " : "", rc ? sloth_last_error() : "");
+
+  /* batches in reverse order (a negative batch stride) */
+  rc = sloth_to_host(sloth_matmul(sloth_slice(ta, 0, -1, -B - 1, -1), tb), got, B * M * N * 4);
+  host_matmul(a + (B - 1) * M * K, -M * K, K, 1, b, K * N, N, 1, B, M, K, N, want);
+  ok(rc == SLOTH_OK && tap_max_err(got, want, B * M * N, 1e-4, 1e-4) <= 1, "matmul of reversed batches matches the host%s%s",
+     rc ? ": " : "", rc ? sloth_last_error() : "");
+
+  /* an empty sum (k = 0) gives zeros */
+  sloth_tensor *e = sloth_matmul(sloth_zeros(SLOTH_F32, 2, (int64_t[]){M, 0}), sloth_zeros(SLOTH_F32, 2, (int64_t[]){0, N}));
+  for (int i = 0; i < M * N; i++) got[i] = 1;
+  rc = sloth_to_host(e, got, M * N * 4);
+  int zeros = rc == SLOTH_OK;
+  for (int i = 0; i < M * N; i++) zeros &= got[i] == 0;
+  ok(zeros, "matmul with k = 0 gives zeros%s%s", rc ? ": " : "", rc ? sloth_last_error() : "");
+  sloth_scope_end();
+  free(a), free(b), free(got), free(want);
+}
+
 static void test_scalars_compile_once(void) {
   float x[256], got[256];
   for (int i = 0; i < 256; i++) x[i] = (float)i;
@@ -161,6 +228,7 @@ int main(void) {
   test_int_and_bool();
   test_reductions();
   test_views();
+  test_matmul();
   test_scalars_compile_once();
   sloth_shutdown();
   ok(sloth_init("cuda:0") == SLOTH_OK, "the device opens again after shutdown");

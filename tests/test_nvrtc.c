@@ -1,12 +1,15 @@
 /* test_nvrtc.c - the CUDA code generator, checked without a GPU.
  *
  * Runs a representative workload (every elementwise op on every dtype, views,
- * broadcasts, every reduction, where/cast, arange/full, scalars) on whatever
- * device the default picks, with SLOTH_DUMP_CUDA set, so the executor also
- * writes the CUDA C of every kernel it builds. Then compiles each dumped .cu
- * with NVRTC (opened with dlopen, as the CUDA backend does) to PTX for a fixed
- * architecture, and checks that float kernels stay in single precision.
- * Skipped where NVRTC is not installed. */
+ * broadcasts, every reduction, where/cast, arange/full, scalars, indexing,
+ * joins, padding, scans, random numbers, the nn layer) on whatever device the
+ * default picks, with SLOTH_DUMP_CUDA set, so the executor also writes the
+ * CUDA C of every kernel it builds; then the same with 64-bit indexing
+ * (SLOTH_INDEX_BITS=64). Compiles each dumped .cu with NVRTC (opened with
+ * dlopen, with the options the CUDA backend uses) to PTX for a fixed
+ * architecture, and checks that float math stays in single precision.
+ * Skipped where NVRTC is not installed. The whole test suite is compiled,
+ * and run, by `make check-cuda-emu` (backend-cuda/cuda.mk). */
 #include <sloth.h>
 
 #include "../backend-cuda/cuda_api.h"
@@ -80,12 +83,13 @@ static int step(const char *what) {
   return rc == SLOTH_OK;
 }
 
-static int workload(void) {
+/* all: everything; else the parts whose code depends on the index type */
+static int workload(int all) {
   int good = 1;
   const int64_t s34[] = {3, 4}, s4[] = {4}, s31[] = {3, 1}, s234[] = {2, 3, 4}, s2345[] = {2, 3, 4, 5};
 
   /* every unary and binary op, alone, on every dtype (one kernel each) */
-  for (size_t t = 0; t < sizeof dtypes / sizeof dtypes[0]; t++) {
+  for (size_t t = 0; all && t < sizeof dtypes / sizeof dtypes[0]; t++) {
     sloth_scope_begin();
     sloth_tensor *a = make(dtypes[t], 2, s34), *b = make(dtypes[t], 2, s34);
     for (int i = 0; i < N_UNARY; i++) unaries[i](a);
@@ -96,7 +100,7 @@ static int workload(void) {
 
   /* a fused chain of everything, with broadcasts, scalars and mixed dtypes */
   sloth_scope_begin();
-  {
+  if (all) {
     sloth_tensor *x = make(SLOTH_F32, 2, s34), *row = make(SLOTH_F32, 1, s4), *col = make(SLOTH_I32, 2, s31);
     sloth_tensor *y = sloth_add(x, row);
     for (int i = 0; i < N_UNARY - 1; i++) y = sloth_add(unaries[i](y), sloth_mul_scalar(x, 0.5));
@@ -128,7 +132,7 @@ static int workload(void) {
   sloth_scope_end();
 
   /* every reduction on every dtype, over trailing, leading, middle and all axes */
-  for (size_t t = 0; t < sizeof dtypes / sizeof dtypes[0]; t++) {
+  for (size_t t = 0; t < (all ? sizeof dtypes / sizeof dtypes[0] : 1); t++) {
     sloth_scope_begin();
     sloth_tensor *x = make(dtypes[t], 4, s2345);
     const int last[] = {3}, first[] = {0}, middle[] = {1, 2}, outer2[] = {0, 3};
@@ -162,9 +166,68 @@ static int workload(void) {
   good &= step("fused reductions");
   sloth_scope_end();
 
+  /* indexing, joining, padding, scans, random numbers */
+  sloth_scope_begin();
+  {
+    sloth_tensor *x = make(SLOTH_F32, 3, s234), *xi = make(SLOTH_I32, 3, s234);
+    int32_t idx_data[6] = {2, 0, 1, 1, 2, 0};
+    sloth_tensor *idx = sloth_from_host(idx_data, SLOTH_I32, 1, (int64_t[]){3});
+    sloth_tensor *idx2 = sloth_from_host(idx_data, SLOTH_I32, 3, (int64_t[]){2, 3, 1});
+    sloth_index_select(x, 1, idx);
+    sloth_gather(x, 2, sloth_expand(idx2, 3, (int64_t[]){2, 3, 1}));
+    sloth_embedding(make(SLOTH_F32, 2, (int64_t[]){5, 4}), idx);
+    sloth_scatter_add(x, 1, sloth_expand(sloth_reshape(idx, 3, (int64_t[]){1, 3, 1}), 3, s234), sloth_exp(x));
+    sloth_scatter_add(xi, 2, sloth_expand(idx2, 3, (int64_t[]){2, 3, 1}), make(SLOTH_I32, 3, (int64_t[]){2, 3, 1}));
+    sloth_cumsum(x, 2);
+    sloth_cumsum(xi, 0);
+    sloth_concat((sloth_tensor *[]){x, sloth_neg(x), sloth_cast(xi, SLOTH_F32)}, 3, 1);
+    sloth_stack((sloth_tensor *[]){xi, make(SLOTH_U8, 3, s234)}, 2, 3);
+    sloth_pad(x, (int64_t[]){1, 0, 0, 2, 3, 1}, -1.5);
+    sloth_pad(sloth_cast(xi, SLOTH_U8), (int64_t[]){0, 0, 1, 1, 0, 0}, 7);
+    sloth_as_strided(x, 2, (int64_t[]){4, 3}, (int64_t[]){2, 1}, 1);
+    sloth_add(sloth_rand(2, s34), sloth_randn(2, s34));
+    sloth_uniform(-1, 2, 1, s4);
+    sloth_normal(3, 0.5, 1, s4);
+    sloth_bernoulli(0.3, 2, s34);
+    sloth_dropout(x, 0.25, 1);
+  }
+  good &= step("indexing, joining, random");
+  sloth_scope_end();
+
+  /* the nn layer: activations, softmax, norms, pooling, convolution, losses */
+  sloth_scope_begin();
+  {
+    sloth_tensor *x = make(SLOTH_F32, 2, s34), *img = make(SLOTH_F32, 4, (int64_t[]){2, 3, 6, 5});
+    sloth_gelu(x);
+    sloth_gelu_tanh(x);
+    sloth_silu(x);
+    sloth_leaky_relu(x, 0.1);
+    sloth_clamp(x, -0.5, 0.5);
+    sloth_softmax(x, 1);
+    sloth_log_softmax(x, 0);
+    sloth_layer_norm(x, 1, make(SLOTH_F32, 1, s4), make(SLOTH_F32, 1, s4), 1e-5);
+    sloth_tensor *rm = NULL, *rv = NULL;
+    sloth_batch_norm(img, sloth_zeros(SLOTH_F32, 1, (int64_t[]){3}), sloth_ones(SLOTH_F32, 1, (int64_t[]){3}),
+                     make(SLOTH_F32, 1, (int64_t[]){3}), make(SLOTH_F32, 1, (int64_t[]){3}), 1, 0.1, 1e-5, &rm, &rv);
+    sloth_max_pool2d(img, 2, 2, 2, 1, 1, 0);
+    sloth_avg_pool2d(img, 3, 2, 1, 2, 1, 1);
+    sloth_adaptive_avg_pool2d(img, 2, 3);
+    sloth_conv2d(img, make(SLOTH_F32, 4, (int64_t[]){4, 3, 3, 3}), make(SLOTH_F32, 1, s4), 1, 2, 1, 1, 1, 1, 1);
+    int32_t labels_data[3] = {1, 0, 3};
+    sloth_tensor *labels = sloth_from_host(labels_data, SLOTH_I32, 1, (int64_t[]){3});
+    sloth_one_hot(labels, 4, SLOTH_F32);
+    sloth_cross_entropy(x, labels);
+    sloth_nll_loss(sloth_log_softmax(x, 1), labels);
+    sloth_mse_loss(x, sloth_neg(x));
+    sloth_binary_cross_entropy_with_logits(x, sloth_cast(sloth_gt(x, sloth_zeros(SLOTH_F32, 0, NULL)), SLOTH_F32));
+    sloth_matmul(sloth_relu(x), sloth_transpose(x, 0, 1)); /* cuBLAS, but its operands are kernels */
+  }
+  good &= step("nn");
+  sloth_scope_end();
+
   /* creation: arange, full, zeros, ones on every dtype */
   sloth_scope_begin();
-  for (size_t t = 0; t < sizeof dtypes / sizeof dtypes[0]; t++) {
+  for (size_t t = 0; all && t < sizeof dtypes / sizeof dtypes[0]; t++) {
     if (dtypes[t] != SLOTH_BOOL) sloth_mul(sloth_arange(0, 10, 1.5, dtypes[t]), sloth_full(2, dtypes[t], 1, (int64_t[]){dtypes[t] == SLOTH_F32 ? 7 : 10}));
     sloth_add(sloth_zeros(dtypes[t], 2, s34), sloth_ones(dtypes[t], 2, s34));
     sloth_full(3, dtypes[t], 2, s34);
@@ -195,8 +258,11 @@ static int compile(const char *src, const char *file, const char *arch, int cubi
   if (nv.nvrtcCreateProgram(&prog, src, file, 0, NULL, NULL) != SL_NVRTC_SUCCESS) return 0;
   char opt[64];
   snprintf(opt, sizeof opt, "--gpu-architecture=%s", arch);
-  const char *opts[] = {opt};
-  sl_nvrtcResult r = nv.nvrtcCompileProgram(prog, 1, opts);
+  const char *const fixed[] = SL_NVRTC_OPTIONS; /* what the backend adds */
+  const char *opts[8] = {opt};
+  int nopts = 1;
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) opts[nopts++] = fixed[i];
+  sl_nvrtcResult r = nv.nvrtcCompileProgram(prog, nopts, opts);
   int good = r == SL_NVRTC_SUCCESS;
   if (!good) {
     size_t n = 0;
@@ -233,7 +299,13 @@ int main(void) {
   sloth_device_info info;
   if (sloth_device_current(&info) == SLOTH_OK) diag("workload runs on %s:%d (%s)", info.backend, info.index, info.name);
 
-  ok(workload(), "the workload runs");
+  ok(workload(1), "the workload runs");
+  /* again with 64-bit index arithmetic, as tensors of 2^31 elements or more
+   * get it (where mixing long and int is ambiguous in CUDA) */
+  sloth_shutdown();
+  setenv("SLOTH_INDEX_BITS", "64", 1);
+  ok(workload(0), "the workload's indexing parts run with SLOTH_INDEX_BITS=64");
+  unsetenv("SLOTH_INDEX_BITS");
 
   DIR *d = opendir(dir);
   int files = 0, compiled = 0, single = 0, cubins = 0;
@@ -262,7 +334,7 @@ int main(void) {
   }
   if (d) closedir(d);
   rmdir(dir);
-  ok(files >= 100, "SLOTH_DUMP_CUDA wrote the CUDA C of the workload's kernels (%d files)", files);
+  ok(files >= 200, "SLOTH_DUMP_CUDA wrote the CUDA C of the workload's kernels (%d files)", files);
   ok(compiled == files, "NVRTC compiles every generated kernel to PTX for compute_75 (%d of %d)", compiled, files);
   ok(single == compiled, "no kernel promotes a float to double (%d of %d)", single, compiled);
   ok(cubins == 3 || (files < 3 && cubins == files), "NVRTC builds CUBINs for sm_90 without a GPU (%d)", cubins);
