@@ -13,7 +13,10 @@
  * one output written (12 bytes per element), whatever each way really moves,
  * so the three figures compare as times.
  *
- * Usage: bench_elementwise [cheap|transcendental]...   (default: both)
+ * Usage: bench_elementwise [cheap|transcendental|ops]...   (default: the two chains)
+ *   ops: each math op alone (one kernel over 4M floats), with the CPU math
+ *        of kernels/cpu_math.cl and again with the builtins (SLOTH_CPU_MATH=0):
+ *        op_NAME_ms, op_NAME_builtin_ms, op_NAME_speedup
  * Env:   BENCH_N (elements, default 16777216), BENCH_REPS (default 11).
  */
 #include "bench_loops.h"
@@ -183,6 +186,84 @@ static int bench_chain(const chain *c, long n, int reps) {
   return 0;
 }
 
+/* ------------------------------------------------------------------ ops alone */
+
+typedef struct math_op {
+  const char *name;
+  sloth_tensor *(*unary)(sloth_tensor *);
+  sloth_tensor *(*binary)(sloth_tensor *, sloth_tensor *);
+} math_op;
+
+static const math_op math_ops[] = {
+    {"exp", sloth_exp, NULL},   {"log", sloth_log, NULL},         {"sin", sloth_sin, NULL},
+    {"cos", sloth_cos, NULL},   {"tanh", sloth_tanh, NULL},       {"sigmoid", sloth_sigmoid, NULL},
+    {"pow", NULL, sloth_pow},   {"sqrt", sloth_sqrt, NULL},
+};
+enum { NMATH = sizeof math_ops / sizeof math_ops[0] };
+
+/* Median seconds of each op alone over a (in [0.5, 2)) and b (in [-2, 2)). */
+static void time_ops(long n, int reps, double *out) {
+  size_t bytes = (size_t)n * sizeof(float);
+  float *ha = malloc(bytes), *hb = malloc(bytes);
+  bench_fill(ha, n, 0.5f, 2.0f, 3);
+  bench_fill(hb, n, -2.0f, 2.0f, 4);
+  int64_t shape[1] = {n};
+  sloth_tensor *a = sloth_from_host(ha, SLOTH_F32, 1, shape), *b = sloth_from_host(hb, SLOTH_F32, 1, shape);
+  BENCH_CHECK(a && b);
+  double *v = malloc((size_t)reps * sizeof *v);
+  for (int k = 0; k < NMATH; k++) {
+    const math_op *m = &math_ops[k];
+    for (int r = -1; r < reps; r++) { /* r = -1: compiles */
+      double t0 = bench_now();
+      sloth_tensor *t = m->unary ? m->unary(a) : m->binary(a, b);
+      BENCH_CHECK(t && sloth_sync(&t, 1) == SLOTH_OK && sloth_wait() == SLOTH_OK);
+      if (r >= 0) v[r] = bench_now() - t0;
+      sloth_release(t);
+    }
+    out[k] = bench_median(v, reps);
+  }
+  free(v);
+  sloth_release(a), sloth_release(b);
+  free(ha), free(hb);
+}
+
+static int bench_ops(int reps) {
+  const char *nv = getenv("BENCH_N");
+  long n = nv && *nv ? atol(nv) / 4 : 4L << 20;
+  sloth_device_info info;
+  BENCH_CHECK(sloth_device_current(&info) == SLOTH_OK);
+  if (info.is_gpu) {
+    fprintf(stderr, "bench_elementwise ops: the device is a GPU: no CPU math to compare\n");
+    return 0;
+  }
+  double mine[NMATH], builtin[NMATH];
+  time_ops(n, reps, mine);
+  /* the builtins: reopen the device with SLOTH_CPU_MATH=0 */
+  const char *old = getenv("SLOTH_CPU_MATH");
+  char *saved = old ? strdup(old) : NULL;
+  sloth_shutdown();
+  setenv("SLOTH_CPU_MATH", "0", 1);
+  BENCH_CHECK(sloth_init(NULL) == SLOTH_OK);
+  time_ops(n, reps, builtin);
+  sloth_shutdown();
+  if (saved) setenv("SLOTH_CPU_MATH", saved, 1);
+  else unsetenv("SLOTH_CPU_MATH");
+  free(saved);
+  BENCH_CHECK(sloth_init(NULL) == SLOTH_OK);
+  char name[64];
+  for (int k = 0; k < NMATH; k++) {
+    snprintf(name, sizeof name, "op_%s_ms", math_ops[k].name);
+    bench_figure(name, mine[k] * 1e3, "ms");
+    snprintf(name, sizeof name, "op_%s_builtin_ms", math_ops[k].name);
+    bench_figure(name, builtin[k] * 1e3, "ms");
+    snprintf(name, sizeof name, "op_%s_speedup", math_ops[k].name);
+    bench_figure(name, builtin[k] / mine[k], "x");
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ main */
+
 int main(int argc, char **argv) {
   const char *nv = getenv("BENCH_N");
   long n = nv && *nv ? atol(nv) : 16L << 20;
@@ -192,6 +273,8 @@ int main(int argc, char **argv) {
     return 77;
   }
   int rc = 0;
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "ops") == 0) rc |= bench_ops(bench_reps(5));
   for (size_t k = 0; k < sizeof chains / sizeof chains[0]; k++) {
     bool want = argc < 2;
     for (int i = 1; i < argc; i++)

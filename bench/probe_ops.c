@@ -21,6 +21,7 @@ static const named ops[] = {
     {"sigmoid", sloth_sigmoid, NULL}, {"relu", sloth_relu, NULL},       {"floor", sloth_floor, NULL},
     {"ceil", sloth_ceil, NULL},       {"round", sloth_round, NULL},     {"square", sloth_square, NULL},
     {"reciprocal", sloth_reciprocal, NULL}, {"sign", sloth_sign, NULL},
+    {"gelu", sloth_gelu, NULL},       {"gelu_tanh", sloth_gelu_tanh, NULL}, {"silu", sloth_silu, NULL},
     {"add", NULL, sloth_add},         {"sub", NULL, sloth_sub},         {"mul", NULL, sloth_mul},
     {"div", NULL, sloth_div},         {"pow", NULL, sloth_pow},         {"maximum", NULL, sloth_maximum},
     {"minimum", NULL, sloth_minimum},

@@ -12,7 +12,7 @@ builddir=${1:-.}
 probe=$builddir/bench/probe_ops
 test -x "$probe" || { echo "vectorization.sh: build $probe first (make)" >&2; exit 1; }
 command -v objdump >/dev/null || { echo "vectorization.sh: objdump not found (binutils)" >&2; exit 77; }
-cases=${CASES:-"add mul maximum abs neg exp log sqrt rsqrt sin cos tanh sigmoid relu floor ceil round reciprocal sign div pow minimum mul,add,sub,maximum,abs,neg sin,mul,exp,add,log,cos,tanh,mul"}
+cases=${CASES:-"add mul maximum abs neg exp log sqrt rsqrt sin cos tanh sigmoid relu floor ceil round reciprocal sign div pow minimum gelu gelu_tanh silu mul,add,sub,maximum,abs,neg sin,mul,exp,add,log,cos,tanh,mul"}
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 rc=0

@@ -11,8 +11,8 @@
  * but its builtin log, sin, cos, tanh and pow are table-driven or branchy
  * code (or calls) that the vectorizer gives up on, and one of them makes a
  * whole fused kernel scalar: an 8-op chain with log and sin ran 2x slower
- * fused than as 8 kernels. (Its exp vectorizes, but evaluates its polynomial
- * without fma: ours is ~1.5x faster.) Everything here is straight-line code
+ * fused than as 8 kernels. (Its exp vectorizes, without fma; sl_exp serves
+ * exp, sigmoid, silu and tanh alike.) Everything here is straight-line code
  * (selects, no branches, no tables, no calls but fabs, copysign and fma where
  * the target has it), so a fused kernel stays a vector loop.
  *
@@ -109,7 +109,7 @@ SL_INLINE float sl_log(float x) {
   return r;
 }
 
-/* r = x - q*pi/2 for the q nearest to x*2/pi; returns r, q mod 4 in *n */
+/* x = k*pi/2 + r with |r| <= ~pi/4: returns r, and k (mod 4 is what counts) in *n */
 #ifdef SL_HAVE_FMA
 SL_INLINE float sl__reduce(float x, int *n) {
   /* pi/2 = C1 + C2 + C3 (float parts); fma makes each q*Ci exact. q need
