@@ -141,7 +141,11 @@ void sloth_scope_end(void) {
     if (--t->refcount == 0) tensor_destroy(t);
   }
   free(s->items);
-  nscopes--;
+  if (--nscopes == 0) { /* the thread may end now: give its scope stack back */
+    free(scopes);
+    scopes = NULL;
+    scopes_cap = 0;
+  }
   sloth__unlock();
 }
 
