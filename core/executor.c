@@ -507,7 +507,8 @@ static int plan_run(const plan *p, const sloth__graph *g) {
           float f = (float)v;
           memcpy(a[i].value, &f, 4);
         } else {
-          int32_t iv = (int32_t)v;
+          /* a bool scalar is "!= 0" (0.5 is true), as in scalar_to_host */
+          int32_t iv = s->dtype == SLOTH_BOOL ? (v != 0) : (int32_t)v;
           memcpy(a[i].value, &iv, 4);
         }
         break;

@@ -341,6 +341,7 @@ REF_FN int64_t ref_slice_indices(int64_t len, int64_t *start, int64_t *stop, int
     *stop += len;
     if (*stop < 0) *stop = step < 0 ? -1 : 0;
   } else if (*stop >= len) *stop = step < 0 ? len - 1 : len;
+  if (step < -INT64_MAX) step = -INT64_MAX; /* as CPython: -step must not overflow */
   if (step < 0) return *stop < *start ? (*start - *stop - 1) / (-step) + 1 : 0;
   return *start < *stop ? (*stop - *start - 1) / step + 1 : 0;
 }
@@ -356,7 +357,7 @@ REF_FN ref_t *ref_slice(const ref_t *x, int axis, int64_t start, int64_t stop, i
     st[d] = xs[d];
   }
   shape[axis] = count;
-  st[axis] = xs[axis] * step;
+  st[axis] = count > 1 ? xs[axis] * step : 0; /* a huge step is fine when it is never taken */
   return ref_gather(x, x->rank, shape, st, count ? start * xs[axis] : 0);
 }
 
@@ -395,6 +396,41 @@ REF_FN ref_t *ref_flatten(const ref_t *x, int start, int end) {
   s[r++] = m;
   for (int d = end + 1; d < x->rank; d++) s[r++] = x->shape[d];
   return ref_reshape(x, r, s);
+}
+
+/* Constant padding: pads[2d] elements before and pads[2d+1] after axis d. */
+REF_FN ref_t *ref_pad(const ref_t *x, const int64_t *pads, double value) {
+  int64_t shape[SLOTH_MAX_RANK], c[SLOTH_MAX_RANK], xs[SLOTH_MAX_RANK];
+  for (int d = 0; d < x->rank; d++) {
+    if (pads[2 * d] < 0 || pads[2 * d + 1] < 0) return NULL;
+    shape[d] = x->shape[d] + pads[2 * d] + pads[2 * d + 1];
+  }
+  ref_strides(x->rank, x->shape, xs);
+  ref_t *r = ref_alloc(x->dt, x->rank, shape);
+  for (int64_t i = 0; i < r->n; i++) {
+    ref_unravel(i, r->rank, shape, c);
+    int64_t at = 0;
+    int inside = 1;
+    for (int d = 0; d < x->rank; d++) {
+      int64_t k = c[d] - pads[2 * d];
+      if (k < 0 || k >= x->shape[d]) inside = 0;
+      at += k * xs[d];
+    }
+    r->v[i] = inside ? x->v[at] : ref_conv(value, x->dt);
+  }
+  return r;
+}
+
+/* Element (i0, i1, ...) is element offset + sum(i_d * strides[d]) of x in
+ * row-major order; strides >= 0 and the view inside x. */
+REF_FN ref_t *ref_as_strided(const ref_t *x, int rank, const int64_t *shape, const int64_t *strides, int64_t offset) {
+  int64_t last = offset;
+  for (int d = 0; d < rank; d++) {
+    if (strides[d] < 0 || shape[d] < 0) return NULL;
+    last += (shape[d] - 1) * strides[d];
+  }
+  if (ref_numel(rank, shape) > 0 && (offset < 0 || last >= x->n)) return NULL;
+  return ref_gather(x, rank, shape, strides, offset);
 }
 
 /* ------------------------------------------------------------------ elementwise */
@@ -683,6 +719,56 @@ REF_FN ref_t *ref_reduce(ref_reduce_op op, const ref_t *x, const int *axes, int 
   free(acc);
   free(best);
   free(seen);
+  return r;
+}
+
+/* ------------------------------------------------------------------ matmul */
+
+/* NumPy matmul: a 1-D left operand is a row, a 1-D right operand a column
+ * (the added axis is dropped from the result); the batch axes broadcast;
+ * everything computes in f32 (sums accumulated in double). */
+REF_FN ref_t *ref_matmul(const ref_t *a, const ref_t *b) {
+  if (a->rank == 0 || b->rank == 0) return NULL;
+  int64_t as[SLOTH_MAX_RANK + 1] = {0}, bs[SLOTH_MAX_RANK + 1] = {0};
+  int ar = a->rank, br = b->rank;
+  for (int d = 0; d < ar; d++) as[d] = a->shape[d];
+  for (int d = 0; d < br; d++) bs[d] = b->shape[d];
+  if (ar == 1) as[1] = as[0], as[0] = 1, ar = 2;
+  if (br == 1) bs[1] = 1, br = 2;
+  int64_t M = as[ar - 2], K = as[ar - 1], N = bs[br - 1];
+  if (bs[br - 2] != K) return NULL;
+  /* batch shape: NumPy broadcasting of the leading axes */
+  int nb = ar - 2 > br - 2 ? ar - 2 : br - 2;
+  if (nb + 2 > SLOTH_MAX_RANK) return NULL;
+  int64_t batch[SLOTH_MAX_RANK];
+  for (int d = 0; d < nb; d++) {
+    int ka = d - (nb - (ar - 2)), kb = d - (nb - (br - 2));
+    int64_t sa = ka >= 0 ? as[ka] : 1, sb = kb >= 0 ? bs[kb] : 1;
+    if (sa != sb && sa != 1 && sb != 1) return NULL;
+    batch[d] = sa == 1 ? sb : sa;
+  }
+  int64_t nbatch = ref_numel(nb, batch);
+  /* both operands broadcast to [batch..., rows, cols] */
+  int64_t ta[SLOTH_MAX_RANK], tb[SLOTH_MAX_RANK];
+  for (int d = 0; d < nb; d++) ta[d] = tb[d] = batch[d];
+  ta[nb] = M, ta[nb + 1] = K, tb[nb] = K, tb[nb + 1] = N;
+  ref_t *a2 = ref_reshape(a, ar, as), *b2 = ref_reshape(b, br, bs);
+  ref_t *ab = ref_broadcast_to(a2, nb + 2, ta), *bb = ref_broadcast_to(b2, nb + 2, tb);
+  int64_t os[SLOTH_MAX_RANK];
+  int orank = 0;
+  for (int d = 0; d < nb; d++) os[orank++] = batch[d];
+  if (a->rank > 1) os[orank++] = M;
+  if (b->rank > 1) os[orank++] = N;
+  ref_t *r = ref_alloc(SLOTH_F32, orank, os);
+  for (int64_t q = 0; q < nbatch; q++)
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double acc = 0;
+        for (int64_t k = 0; k < K; k++)
+          acc += ref_conv(ab->v[(q * M + i) * K + k], SLOTH_F32) * ref_conv(bb->v[(q * K + k) * N + j], SLOTH_F32);
+        r->v[(q * M + i) * N + j] = ref_conv(acc, SLOTH_F32);
+      }
+  ref_free(a2), ref_free(b2), ref_free(ab), ref_free(bb);
   return r;
 }
 

@@ -157,12 +157,10 @@ static void expect_error(sloth_tensor *t, sloth_status want, const char *what) {
 
 static void test_creation(void) {
   /* from_host / to_host round trip of every dtype, without any kernel */
+  static const double lo[] = {[SLOTH_F32] = -1e6, [SLOTH_I32] = -2e9, [SLOTH_U8] = 0, [SLOTH_BOOL] = 0};
+  static const double hi[] = {[SLOTH_F32] = 1e6, [SLOTH_I32] = 2e9, [SLOTH_U8] = 255, [SLOTH_BOOL] = 1};
   for (int dt = 0; dt < SLOTH_DTYPE_COUNT; dt++) {
-    pair p = input((sloth_dtype)dt, S(3, 5), dt == SLOTH_F32 ? -1e6 : 0, dt == SLOTH_I32 ? 2e9 : 250, 0);
-    if (dt == SLOTH_I32)
-      for (int64_t i = 0; i < p.r->n; i += 2) p.r->v[i] = -p.r->v[i]; /* keep sign variety; rebuilt below */
-    sloth_release(p.t);
-    p.t = ref_upload(p.r);
+    pair p = input((sloth_dtype)dt, S(3, 5), lo[dt], hi[dt], 0);
     ref_t *want = ref_clone(p.r);
     expect(sloth_retain(p.t), want, EXACT, "from_host/to_host round trip %s", sloth_dtype_name((sloth_dtype)dt));
     pair_free(p);
@@ -181,6 +179,8 @@ static void test_creation(void) {
   expect(sloth_full(3.7, SLOTH_I32, S(2, 2)), ref_full(3.7, SLOTH_I32, S(2, 2)), EXACT, "full i32 3.7 truncates");
   expect(sloth_full(200, SLOTH_U8, S(2, 1, 2)), ref_full(200, SLOTH_U8, S(2, 1, 2)), EXACT, "full u8 [2,1,2]");
   expect(sloth_full(5, SLOTH_BOOL, S(3)), ref_full(1, SLOTH_BOOL, S(3)), EXACT, "full bool (nonzero is true)");
+  expect(sloth_full(0.5, SLOTH_BOOL, S(3)), ref_full(1, SLOTH_BOOL, S(3)), EXACT, "full(0.5) bool is true (not truncated)");
+  expect(sloth_full(0.5, SLOTH_BOOL, 0, NULL), ref_full(1, SLOTH_BOOL, 0, NULL), EXACT, "full(0.5) bool rank 0 is true");
   expect(sloth_full(-1.25, SLOTH_F32, 0, NULL), ref_full(-1.25, SLOTH_F32, 0, NULL), EXACT, "full rank 0");
   expect(sloth_full(9, SLOTH_F32, S(0, 3)), ref_full(9, SLOTH_F32, S(0, 3)), EXACT, "full [0,3]");
   flush();
@@ -195,6 +195,15 @@ static void test_creation(void) {
   expect(sloth_scalar(-3, SLOTH_I32), ref_full(-3, SLOTH_I32, 0, NULL), EXACT, "scalar i32");
   expect(sloth_scalar(1, SLOTH_BOOL), ref_full(1, SLOTH_BOOL, 0, NULL), EXACT, "scalar bool");
   flush();
+  {
+    /* a bool scalar used in a kernel: 0.25 is true */
+    sloth_tensor *s = sloth_scalar(0.25, SLOTH_BOOL), *z = sloth_zeros(SLOTH_BOOL, S(3));
+    ref_t *rs = ref_full(0.25, SLOTH_BOOL, 0, NULL), *rz = ref_full(0, SLOTH_BOOL, S(3));
+    expect(sloth_logical_or(z, s), ref_binary(RB_OR, rz, rs), EXACT, "zeros(bool) | scalar(0.25, bool)");
+    flush();
+    sloth_release(s), sloth_release(z);
+    ref_free(rs), ref_free(rz);
+  }
   {
     sloth_tensor *s = sloth_scalar(0.75, SLOTH_F32);
     ref_t *rs = ref_full(0.75, SLOTH_F32, 0, NULL);
@@ -286,6 +295,33 @@ static void test_unary(void) {
     flush();
     pair_free(q);
   }
+  /* IEEE special values: infinities, signed zeros, NaN in and out, overflow
+   * and underflow (ops with a NaN rule of their own, like maximum and relu,
+   * are left out) */
+  {
+    static const float sv[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 100.0f, -100.0f, 1e-30f, -1e-30f, 88.0f, 1e30f, -1.5f};
+    ref_t *r = ref_from_host(sv, SLOTH_F32, S(12));
+    pair q = from_ref(r);
+    static const ref_unary_op ops[] = {RU_NEG, RU_ABS, RU_EXP, RU_LOG, RU_SQRT, RU_RSQRT, RU_SIN, RU_COS, RU_TANH,
+                                       RU_SIGMOID, RU_FLOOR, RU_CEIL, RU_ROUND, RU_SQUARE, RU_RECIP, RU_SIGN, RU_NOT};
+    /* sin and cos on CPU devices are accurate for |x| <= 1e7 only (kernels/cpu_math.cl): 1e4 instead of 1e30 */
+    ref_t *r2 = ref_clone(r);
+    r2->v[10] = 1e4;
+    pair q2 = from_ref(r2);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+      pair *in = ops[i] == RU_SIN || ops[i] == RU_COS ? &q2 : &q;
+      expect(ref_unary_sloth[ops[i]](in->t), ref_unary(ops[i], in->r), MATH, "%s of special values", ref_unary_names[ops[i]]);
+    }
+    static const float pa[] = {-2, -2, 0, 0, 0, 5, 1, -1, -3, 2, -0.5f, 3, 0.5f, -2, INFINITY, 0.5f};
+    static const float pb[] = {3, 2, 0, 2, -1, 0, NAN, INFINITY, -2, 100, 3, 40, -30, 0.5f, -1, INFINITY};
+    pair a = from_ref(ref_from_host(pa, SLOTH_F32, S(16))), b = from_ref(ref_from_host(pb, SLOTH_F32, S(16)));
+    expect(sloth_pow(a.t, b.t), ref_binary(RB_POW, a.r, b.r), MATH, "pow of special values (negative bases, 0^0, overflow)");
+    expect(sloth_div(a.t, b.t), ref_binary(RB_DIV, a.r, b.r), MATH, "div of special values");
+    expect(sloth_add(a.t, b.t), ref_binary(RB_ADD, a.r, b.r), EXACT, "add of special values");
+    expect(sloth_mul(a.t, b.t), ref_binary(RB_MUL, a.r, b.r), EXACT, "mul of special values");
+    flush();
+    pair_free(q), pair_free(q2), pair_free(a), pair_free(b);
+  }
   pair b = input(SLOTH_BOOL, S(4), 0, 1, 1);
   expect_error(sloth_neg(b.t), SLOTH_E_DTYPE, "neg of bool");
   expect_error(sloth_sign(b.t), SLOTH_E_DTYPE, "sign of bool");
@@ -309,8 +345,11 @@ static void binary_batch(pair a, pair b, unsigned mask, const char *label) {
 #define ALL_BINARY ((1u << RB_COUNT) - 1)
 #define NO_DIVPOW (ALL_BINARY & ~(1u << RB_DIV) & ~(1u << RB_POW))
 
-/* a > 0 (pow), b != 0 (div), about a third of the elements of b equal to a (ties) */
-static void binary_case(int ra, const int64_t *sa, int rb, const int64_t *sb) {
+/* a > 0 (pow), b != 0 (div), about a third of the elements of b equal to a
+ * (ties). Broadcasting does not depend on the op: the broadcast cases run a
+ * few (each op costs kernel compile time). */
+#define SOME_BINARY ((1u << RB_ADD) | (1u << RB_SUB) | (1u << RB_DIV) | (1u << RB_MAXIMUM) | (1u << RB_LT) | (1u << RB_EQ))
+static void binary_case(int ra, const int64_t *sa, int rb, const int64_t *sb, unsigned mask) {
   pair a = input(SLOTH_F32, ra, sa, 0.25, 3, 0.25);
   ref_t *rbv = ref_random(&rng, SLOTH_F32, rb, sb, -2, 2, 0.25);
   for (int64_t i = 0; i < rbv->n; i++) {
@@ -318,15 +357,15 @@ static void binary_case(int ra, const int64_t *sa, int rb, const int64_t *sb) {
     if (rbv->v[i] == 0) rbv->v[i] = 1.75;
   }
   pair b = from_ref(rbv);
-  binary_batch(a, b, ALL_BINARY, "f32");
-  binary_batch(b, a, (1u << RB_DIV) | (1u << RB_SUB) | (1u << RB_LT) | (1u << RB_GE), "f32 swapped");
+  binary_batch(a, b, mask, "f32");
+  binary_batch(b, a, (1u << RB_DIV) | (1u << RB_SUB) | (1u << RB_GE), "f32 swapped");
   pair_free(a);
   pair_free(b);
 }
 
 static void test_binary(void) {
   /* same shapes */
-  binary_case(S(3, 4), S(3, 4));
+  binary_case(S(3, 4), S(3, 4), ALL_BINARY);
   {
     /* signed values with zeros: logic ops, comparisons, min/max */
     pair a = input(SLOTH_F32, S(3, 4), -2, 2, 0.5), b = input(SLOTH_F32, S(3, 4), -2, 2, 0.5);
@@ -335,13 +374,13 @@ static void test_binary(void) {
     pair_free(b);
   }
   /* broadcasting */
-  binary_case(S(3, 1), S(1, 4));
-  binary_case(S(5), S(2, 3, 5));
-  binary_case(S(2, 3, 5), S(5));
-  binary_case(0, NULL, S(2, 3));
-  binary_case(S(2, 3), 0, NULL);
-  binary_case(S(4, 1, 3), S(2, 1));
-  binary_case(S(1), S(3, 1, 2));
+  binary_case(S(3, 1), S(1, 4), SOME_BINARY);
+  binary_case(S(5), S(2, 3, 5), SOME_BINARY);
+  binary_case(S(2, 3, 5), S(5), SOME_BINARY);
+  binary_case(0, NULL, S(2, 3), SOME_BINARY);
+  binary_case(S(2, 3), 0, NULL, SOME_BINARY);
+  binary_case(S(4, 1, 3), S(2, 1), SOME_BINARY);
+  binary_case(S(1), S(3, 1, 2), SOME_BINARY);
   /* continuous values */
   {
     pair a = input(SLOTH_F32, S(2, 3), 0.1, 3, 0), b = input(SLOTH_F32, S(3), 0.2, 2.5, 0);
@@ -390,7 +429,8 @@ static void test_binary(void) {
 static void test_promotion(void) {
   pair in[SLOTH_DTYPE_COUNT], nz[SLOTH_DTYPE_COUNT];
   for (int dt = 0; dt < SLOTH_DTYPE_COUNT; dt++) {
-    in[dt] = input((sloth_dtype)dt, S(2, 3), 0, dt == SLOTH_F32 ? 4 : 6, dt == SLOTH_F32 ? 0.5 : 1);
+    /* negative i32 values meet u8 ones: they must compare and add as i32 */
+    in[dt] = input((sloth_dtype)dt, S(2, 3), dt == SLOTH_I32 ? -4 : 0, dt == SLOTH_F32 ? 4 : 6, dt == SLOTH_F32 ? 0.5 : 1);
     nz[dt] = input_nonzero((sloth_dtype)dt, S(3), 1, 5, dt == SLOTH_F32 ? 0.5 : 1, 1);
   }
   static const ref_binary_op ops[] = {RB_ADD, RB_MUL, RB_MAXIMUM, RB_MINIMUM, RB_LT, RB_EQ, RB_GE, RB_AND};
@@ -555,6 +595,9 @@ static void test_views(void) {
       {1, 1, 4, 1},     {1, 0, 5, 2},   {1, 4, 0, -1}, {1, -1, -6, -1}, {1, -1, -100, -1}, {1, -2, 100, 1}, {1, -100, 2, 1},
       {1, 3, 1, -2},    {1, 2, 2, 1},   {1, 4, 1, 1},  {1, 0, 5, 3},    {-1, 3, -5, -2},   {2, -3, -1, 1},  {0, 1, 2, 1},
       {0, -1, -3, -1},  {1, 100, -100, -3}, {2, 1, 100, 2},
+      /* extreme values: Python clamps, and a step larger than the axis takes one element */
+      {1, 0, 5, INT64_MAX}, {1, 4, -100, INT64_MIN}, {1, INT64_MIN, INT64_MAX, 2}, {1, INT64_MAX, INT64_MIN, -1},
+      {1, 1, 5, INT64_MAX - 1},
   };
   for (size_t i = 0; i < sizeof sl / sizeof sl[0]; i++)
     V(sloth_slice(y.t, sl[i].axis, sl[i].a, sl[i].b, sl[i].s), ref_slice(y.r, sl[i].axis, sl[i].a, sl[i].b, sl[i].s),
@@ -590,17 +633,20 @@ static void test_views(void) {
 
 /* Non-contiguous view chains feeding elementwise ops and reductions. Each
  * step is applied to both sides; the helpers keep the bookkeeping short. */
+#define CHAIN_MAX 128
 typedef struct chain {
-  sloth_tensor *t[32];
-  ref_t *r[32];
+  sloth_tensor *t[CHAIN_MAX];
+  ref_t *r[CHAIN_MAX];
   int n;
 } chain;
 
 static pair ch_push(chain *c, sloth_tensor *t, ref_t *r) {
-  if (c->n < 32) {
-    c->t[c->n] = t;
-    c->r[c->n++] = r;
+  if (c->n == CHAIN_MAX) {
+    fprintf(stderr, "test_ops: chain full (raise CHAIN_MAX)\n");
+    abort();
   }
+  c->t[c->n] = t;
+  c->r[c->n++] = r;
   if (!t) diag("chain step %d returned NULL: %s", c->n, sloth_last_error());
   return (pair){t, r};
 }
@@ -737,6 +783,115 @@ static void test_view_chains(void) {
     pair g = ch_push(&c, sloth_gt(b.t, ten.t), ref_binary(RB_GT, b.r, ten.r));
     pair gt = ch_push(&c, sloth_transpose(g.t, 0, 2), ref_transpose(g.r, 0, 2));
     expect(sloth_logical_not(gt.t), ref_unary(RU_NOT, gt.r), EXACT, "not(transpose(permuted i32 > 10))");
+    flush();
+  }
+  ch_free(&c);
+}
+
+/* pad and as_strided: views that are not NumPy basic slicing */
+static void test_pad_as_strided(void) {
+  chain c = {0};
+  ref_t *rx = ref_random(&rng, SLOTH_F32, S(2, 3, 4), -2, 2, 0);
+  pair x = ch_push(&c, ref_upload(rx), rx);
+  static const int64_t pads[][6] = {{1, 0, 0, 2, 0, 0}, {0, 0, 2, 1, 3, 0}, {1, 1, 1, 1, 1, 1}, {0, 3, 0, 0, 0, 1}};
+  for (size_t i = 0; i < sizeof pads / sizeof pads[0]; i++) {
+    double v = i == 1 ? 0 : -1.5 + (double)i;
+    expect(sloth_pad(x.t, pads[i], v), ref_pad(x.r, pads[i], v), EXACT, "pad [2,3,4] by (%lld,%lld),(%lld,%lld),(%lld,%lld) with %g",
+           (long long)pads[i][0], (long long)pads[i][1], (long long)pads[i][2], (long long)pads[i][3], (long long)pads[i][4],
+           (long long)pads[i][5], v);
+  }
+  flush();
+  /* pad of views and of computed values, then views and ops on the result */
+  {
+    int p[] = {2, 0, 1};
+    pair xp = ch_push(&c, sloth_permute(x.t, p), ref_permute(x.r, p));                          /* [4,2,3] */
+    pair xs = ch_push(&c, sloth_slice(xp.t, 0, -1, -100, -2), ref_slice(xp.r, 0, -1, -100, -2));  /* [2,2,3] */
+    const int64_t pd[] = {1, 0, 0, 1, 2, 2};
+    pair pp = ch_push(&c, sloth_pad(xs.t, pd, 7), ref_pad(xs.r, pd, 7));                        /* [3,3,7] */
+    pair pr = ch_push(&c, sloth_reshape(pp.t, S(9, 7)), ref_reshape(pp.r, S(9, 7)));
+    expect(sloth_mul_scalar(pr.t, 2), ref_binary_scalar(RB_MUL, pr.r, 2), ARITH, "reshape(pad(slice(permute(x)))) * 2");
+    pair ex = ch_push(&c, sloth_exp(x.t), ref_unary(RU_EXP, x.r));
+    const int64_t pd2[] = {0, 1, 1, 0, 0, 2};
+    pair pe = ch_push(&c, sloth_pad(ex.t, pd2, 0.5), ref_pad(ex.r, pd2, 0.5));                 /* [3,4,6] */
+    pair pt = ch_push(&c, sloth_transpose(pe.t, 0, 2), ref_transpose(pe.r, 0, 2));
+    int a1 = 1;
+    expect(sloth_sum(pt.t, &a1, 1, 0), ref_reduce(RR_SUM, pt.r, &a1, 1, 0), REDUCE, "sum(transpose(pad(exp(x))), 1)");
+    expect(sloth_max(pe.t, NULL, 0, 0), ref_reduce(RR_MAX, pe.r, NULL, 0, 0), MATH, "max of pad(exp(x))");
+    /* two pads of one tensor with different values in one graph */
+    const int64_t pd3[] = {1, 1, 0, 0, 0, 0};
+    pair q1 = ch_push(&c, sloth_pad(x.t, pd3, -3), ref_pad(x.r, pd3, -3));
+    pair q2 = ch_push(&c, sloth_pad(x.t, pd3, 4), ref_pad(x.r, pd3, 4));
+    expect(sloth_add(q1.t, q2.t), ref_binary(RB_ADD, q1.r, q2.r), ARITH, "pad(x, -3) + pad(x, 4)");
+    flush();
+  }
+  for (int dt = 1; dt < SLOTH_DTYPE_COUNT; dt++) {
+    pair w = input((sloth_dtype)dt, S(3, 2), 0, 100, 1);
+    const int64_t pd[] = {0, 2, 1, 1};
+    expect(sloth_pad(w.t, pd, 1), ref_pad(w.r, pd, 1), EXACT, "pad %s [3,2]", sloth_dtype_name((sloth_dtype)dt));
+    pair_free(w);
+  }
+  {
+    pair e = input(SLOTH_F32, S(0, 3), 0, 1, 0), s0 = input(SLOTH_F32, 0, NULL, 0, 1, 0);
+    const int64_t pd[] = {2, 0, 1, 0};
+    expect(sloth_pad(e.t, pd, 3), ref_pad(e.r, pd, 3), EXACT, "pad of a [0,3] tensor is all padding");
+    expect(sloth_pad(s0.t, NULL, 3), ref_pad(s0.r, NULL, 3), EXACT, "pad of a rank-0 tensor");
+    flush();
+    pair_free(e), pair_free(s0);
+  }
+  /* as_strided: windows, overlaps, stride 0, offsets, on views and computed values */
+  {
+    static const struct {
+      int rank;
+      int64_t shape[3], strides[3], offset;
+    } as[] = {
+        {2, {4, 3}, {1, 1}, 0}, {2, {3, 4}, {8, 1}, 2}, {3, {2, 2, 3}, {12, 0, 4}, 1}, {1, {5}, {5}, 0},
+        {2, {2, 6}, {1, 4}, 0}, {0, {0}, {0}, 17},      {2, {0, 3}, {1, 1}, 0},        {3, {2, 3, 2}, {0, 0, 1}, 22},
+    };
+    int p[] = {1, 2, 0};
+    pair xp = ch_push(&c, sloth_permute(x.t, p), ref_permute(x.r, p)); /* [3,4,2]: row-major order of the view */
+    pair xe = ch_push(&c, sloth_tanh(x.t), ref_unary(RU_TANH, x.r));
+    for (size_t i = 0; i < sizeof as / sizeof as[0]; i++) {
+      expect(sloth_as_strided(x.t, as[i].rank, as[i].shape, as[i].strides, as[i].offset),
+             ref_as_strided(x.r, as[i].rank, as[i].shape, as[i].strides, as[i].offset), EXACT, "as_strided case %zu of data", i);
+      expect(sloth_as_strided(xp.t, as[i].rank, as[i].shape, as[i].strides, as[i].offset),
+             ref_as_strided(xp.r, as[i].rank, as[i].shape, as[i].strides, as[i].offset), EXACT, "as_strided case %zu of permute(x)", i);
+      expect(sloth_as_strided(xe.t, as[i].rank, as[i].shape, as[i].strides, as[i].offset),
+             ref_as_strided(xe.r, as[i].rank, as[i].shape, as[i].strides, as[i].offset), MATH, "as_strided case %zu of tanh(x)", i);
+    }
+    flush();
+    pair w = ch_push(&c, sloth_as_strided(xp.t, 2, SHAPE(5, 4), SHAPE(4, 1), 2), ref_as_strided(xp.r, 2, SHAPE(5, 4), SHAPE(4, 1), 2));
+    pair wt = ch_push(&c, sloth_transpose(w.t, 0, 1), ref_transpose(w.r, 0, 1));
+    pair ws = ch_push(&c, sloth_slice(wt.t, 1, 4, -100, -2), ref_slice(wt.r, 1, 4, -100, -2));
+    int a0 = 0;
+    expect(sloth_sum(ws.t, &a0, 1, 0), ref_reduce(RR_SUM, ws.r, &a0, 1, 0), REDUCE, "sum(slice(transpose(as_strided(permute(x)))))");
+    flush();
+  }
+  expect_error(sloth_as_strided(x.t, 1, SHAPE(5), SHAPE(6), 0), SLOTH_E_INVALID, "as_strided past the end");
+  expect_error(sloth_pad(x.t, (int64_t[]){0, 0, -1, 0, 0, 0}, 0), SLOTH_E_INVALID, "negative padding");
+  /* 10. shared producers and several outputs of one sync: a diamond, an
+   * output and its own transpose (same shape, one depends on the other), a
+   * reduction of a value that is also an output */
+  {
+    pair z = ch_push(&c, sloth_exp(x.t), ref_unary(RU_EXP, x.r));
+    pair a = ch_push(&c, sloth_add_scalar(z.t, 1), ref_binary_scalar(RB_ADD, z.r, 1));
+    pair b = ch_push(&c, sloth_mul_scalar(z.t, 2), ref_binary_scalar(RB_MUL, z.r, 2));
+    int a2 = 2;
+    pair s = ch_push(&c, sloth_sum(z.t, &a2, 1, 1), ref_reduce(RR_SUM, z.r, &a2, 1, 1));
+    pair d = ch_push(&c, sloth_div(a.t, s.t), ref_binary(RB_DIV, a.r, s.r));
+    expect(sloth_retain(a.t), ref_clone(a.r), MATH, "diamond: exp(x) + 1");
+    expect(sloth_retain(b.t), ref_clone(b.r), MATH, "diamond: exp(x) * 2");
+    expect(sloth_retain(s.t), ref_clone(s.r), REDUCE, "diamond: sum(exp(x), 2)");
+    expect(sloth_retain(d.t), ref_clone(d.r), MATH, "diamond: (exp(x) + 1) / sum(exp(x), 2)");
+    flush();
+    ref_t *rq = ref_random(&rng, SLOTH_F32, S(4, 4), -2, 2, 0);
+    pair q = ch_push(&c, ref_upload(rq), rq);
+    pair y = ch_push(&c, sloth_sin(q.t), ref_unary(RU_SIN, q.r));
+    pair yt = ch_push(&c, sloth_transpose(y.t, 0, 1), ref_transpose(y.r, 0, 1));
+    pair w = ch_push(&c, sloth_cos(q.t), ref_unary(RU_COS, q.r));
+    expect(sloth_retain(y.t), ref_clone(y.r), MATH, "outputs y, transpose(y), cos: y");
+    expect(sloth_retain(yt.t), ref_clone(yt.r), MATH, "outputs y, transpose(y), cos: transpose(y)");
+    expect(sloth_retain(w.t), ref_clone(w.r), MATH, "outputs y, transpose(y), cos: cos");
+    expect(sloth_add(yt.t, w.t), ref_binary(RB_ADD, yt.r, w.r), MATH, "outputs y, transpose(y), cos: transpose(y) + cos");
     flush();
   }
   ch_free(&c);
@@ -904,6 +1059,19 @@ static void test_rank0_and_empty(void) {
     sloth_release(u), sloth_release(back), sloth_release(r0), sloth_release(rows);
     ref_free(rr0), ref_free(rrows);
   }
+  {
+    /* reductions of scalar nodes and of broadcast scalars (full) */
+    sloth_tensor *sc = sloth_scalar(2.5, SLOTH_F32), *f = sloth_full(1.5, SLOTH_F32, S(2, 3));
+    ref_t *rsc = ref_full(2.5, SLOTH_F32, 0, NULL), *rf = ref_full(1.5, SLOTH_F32, S(2, 3));
+    int a1 = 1;
+    expect(sloth_sum(sc, NULL, 0, 0), ref_reduce(RR_SUM, rsc, NULL, 0, 0), EXACT, "sum of a scalar node");
+    expect(sloth_sum(f, &a1, 1, 0), ref_reduce(RR_SUM, rf, &a1, 1, 0), EXACT, "sum over axis 1 of full([2,3])");
+    expect(sloth_prod(f, NULL, 0, 1), ref_reduce(RR_PROD, rf, NULL, 0, 1), ARITH, "prod of full([2,3]), keepdim");
+    expect(sloth_argmax(f, 1, 0), ref_reduce(RR_ARGMAX, rf, &a1, 1, 0), EXACT, "argmax of a constant is 0");
+    flush();
+    sloth_release(sc), sloth_release(f);
+    ref_free(rsc), ref_free(rf);
+  }
   /* zero-size tensors: elementwise, broadcasting, views and reductions */
   pair e = input(SLOTH_F32, S(3, 0), 0, 1, 0);
   pair e2 = input(SLOTH_F32, S(0, 4), 0, 1, 0);
@@ -937,6 +1105,113 @@ static void test_rank0_and_empty(void) {
   pair_free(s), pair_free(m), pair_free(e), pair_free(e2), pair_free(row);
 }
 
+/* ------------------------------------------------------------------ rank 8 and large sizes */
+
+static void test_rank8_and_large(void) {
+  /* rank SLOTH_MAX_RANK: views, broadcasting and reductions over several axes */
+  pair x = input(SLOTH_F32, S(2, 1, 3, 1, 2, 2, 1, 3), -2, 2, 0);
+  pair y = input(SLOTH_F32, S(3, 1, 2, 1, 1), -2, 2, 0);
+  int perm[8] = {7, 0, 5, 1, 6, 2, 4, 3};
+  sloth_tensor *xp = sloth_permute(x.t, perm);
+  ref_t *rxp = ref_permute(x.r, perm);
+  expect(sloth_add(x.t, y.t), ref_binary(RB_ADD, x.r, y.r), ARITH, "rank 8 + rank 5 broadcast");
+  expect(sloth_exp(xp), ref_unary(RU_EXP, rxp), MATH, "exp of a rank-8 permute");
+  int axes[] = {0, 2, 7, 4};
+  expect(sloth_sum(x.t, axes, 4, 0), ref_reduce(RR_SUM, x.r, axes, 4, 0), REDUCE, "sum of rank 8 over {0,2,7,4}");
+  expect(sloth_max(xp, axes, 4, 1), ref_reduce(RR_MAX, rxp, axes, 4, 1), EXACT, "max of a rank-8 permute over {0,2,7,4}, keepdim");
+  expect(sloth_argmin(xp, 2, 0), ref_reduce(RR_ARGMIN, rxp, (int[]){2}, 1, 0), EXACT, "argmin of a rank-8 permute over axis 2");
+  sloth_tensor *u = sloth_reshape(x.t, S(2, 3, 2, 2, 3, 1, 1));
+  ref_t *ru = ref_reshape(x.r, S(2, 3, 2, 2, 3, 1, 1));
+  expect(sloth_unsqueeze(u, 3), ref_unsqueeze(ru, 3), EXACT, "unsqueeze rank 7 -> 8");
+  flush();
+  expect_error(sloth_unsqueeze(x.t, 0), SLOTH_E_INVALID, "unsqueeze beyond rank 8");
+  sloth_release(xp), sloth_release(u);
+  ref_free(rxp), ref_free(ru);
+  pair_free(x), pair_free(y);
+  /* sizes that are not multiples of the work-group size, many work-groups */
+  pair big = input(SLOTH_F32, S(100003), -1, 1, 0);
+  pair b2 = input(SLOTH_F32, S(317, 331), -1, 1, 0);
+  expect(sloth_add_scalar(big.t, 0.5), ref_binary_scalar(RB_ADD, big.r, 0.5), ARITH, "x + 0.5 over 100003 elements");
+  expect(sloth_sum(big.t, NULL, 0, 0), ref_reduce(RR_SUM, big.r, NULL, 0, 0), (tol){1e-3, 1e-4}, "sum of 100003 elements");
+  expect(sloth_argmax(big.t, 0, 0), ref_reduce(RR_ARGMAX, big.r, (int[]){0}, 1, 0), EXACT, "argmax of 100003 elements");
+  int a0 = 0, a1 = 1;
+  expect(sloth_sum(b2.t, &a0, 1, 0), ref_reduce(RR_SUM, b2.r, &a0, 1, 0), (tol){1e-4, 1e-4}, "sum over axis 0 of [317,331]");
+  expect(sloth_min(b2.t, &a1, 1, 1), ref_reduce(RR_MIN, b2.r, &a1, 1, 1), EXACT, "min over axis 1 of [317,331]");
+  sloth_tensor *bt = sloth_transpose(b2.t, 0, 1);
+  ref_t *rbt = ref_transpose(b2.r, 0, 1);
+  expect(sloth_mul(bt, bt), ref_binary(RB_MUL, rbt, rbt), ARITH, "transpose([317,331])^2");
+  flush();
+  sloth_release(bt);
+  ref_free(rbt);
+  pair_free(big), pair_free(b2);
+}
+
+/* ------------------------------------------------------------------ matmul */
+
+static void test_matmul(void) {
+  static const tol MM = {1e-5, 2e-5};
+  static const struct {
+    int ra;
+    int64_t sa[5];
+    int rb;
+    int64_t sb[5];
+  } cases[] = {
+      {2, {3, 4}, 2, {4, 5}},       {1, {4}, 2, {4, 5}},          {2, {3, 4}, 1, {4}},          {1, {6}, 1, {6}},
+      {3, {2, 3, 4}, 2, {4, 5}},    {2, {3, 4}, 3, {2, 4, 5}},    {4, {2, 1, 3, 4}, 3, {5, 4, 2}}, {3, {2, 3, 4}, 1, {4}},
+      {2, {1, 7}, 2, {7, 1}},       {2, {70, 33}, 2, {33, 20}},   {2, {3, 0}, 2, {0, 4}},       {2, {0, 4}, 2, {4, 3}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    pair a = input(SLOTH_F32, cases[i].ra, cases[i].sa, -1, 1, 0), b = input(SLOTH_F32, cases[i].rb, cases[i].sb, -1, 1, 0);
+    expect(sloth_matmul(a.t, b.t), ref_matmul(a.r, b.r), MM, "matmul %s @ %s", shape_name(a.r->rank, a.r->shape),
+           shape_name(b.r->rank, b.r->shape));
+    flush();
+    pair_free(a), pair_free(b);
+  }
+  /* operands that are views: transposed, sliced (any step), expanded, permuted and reshaped */
+  pair x = input(SLOTH_F32, S(6, 5), -1, 1, 0), y = input(SLOTH_F32, S(4, 6), -1, 1, 0);
+  pair z = input(SLOTH_F32, S(2, 5, 3), -1, 1, 0);
+  chain c = {0};
+  pair xt = ch_push(&c, sloth_transpose(x.t, 0, 1), ref_transpose(x.r, 0, 1));            /* [5,6] */
+  pair yt = ch_push(&c, sloth_transpose(y.t, 0, 1), ref_transpose(y.r, 0, 1));            /* [6,4] */
+  expect(sloth_matmul(xt.t, yt.t), ref_matmul(xt.r, yt.r), MM, "matmul transpose @ transpose");
+  expect(sloth_matmul(y.t, x.t), ref_matmul(y.r, x.r), MM, "matmul [4,6] @ [6,5]");
+  pair xs = ch_push(&c, sloth_slice(x.t, 0, 5, -100, -2), ref_slice(x.r, 0, 5, -100, -2)); /* [3,5], rows reversed */
+  pair xs2 = ch_push(&c, sloth_slice(xs.t, 1, 1, 5, 1), ref_slice(xs.r, 1, 1, 5, 1));     /* [3,4] */
+  pair ys = ch_push(&c, sloth_slice(y.t, 1, 0, 6, 2), ref_slice(y.r, 1, 0, 6, 2));       /* [4,3] */
+  expect(sloth_matmul(xs2.t, ys.t), ref_matmul(xs2.r, ys.r), MM, "matmul of sliced operands (negative and step-2 slices)");
+  pair zp = ch_push(&c, sloth_permute(z.t, (int[]){0, 2, 1}), ref_permute(z.r, (int[]){0, 2, 1})); /* [2,3,5] */
+  expect(sloth_matmul(zp.t, xt.t), ref_matmul(zp.r, xt.r), MM, "batched matmul of permuted [2,3,5] @ transposed [5,6]");
+  pair zr = ch_push(&c, sloth_reshape(zp.t, S(6, 5)), ref_reshape(zp.r, S(6, 5)));        /* needs a copy */
+  expect(sloth_matmul(zr.t, xt.t), ref_matmul(zr.r, xt.r), MM, "matmul of reshape(permute) (not a strided view)");
+  pair col = input(SLOTH_F32, S(5, 1), -1, 1, 0);
+  pair ce = ch_push(&c, sloth_expand(col.t, S(5, 3)), ref_expand(col.r, S(5, 3)));
+  expect(sloth_matmul(x.t, ce.t), ref_matmul(x.r, ce.r), MM, "matmul with an expanded (stride 0) operand");
+  pair ex = ch_push(&c, sloth_exp(x.t), ref_unary(RU_EXP, x.r));
+  expect(sloth_matmul(ex.t, ce.t), ref_matmul(ex.r, ce.r), MM, "matmul of a computed operand");
+  flush();
+  /* results feeding elementwise ops and reductions */
+  {
+    pair mm = ch_push(&c, sloth_matmul(y.t, x.t), ref_matmul(y.r, x.r));                   /* [4,5] */
+    pair mt = ch_push(&c, sloth_transpose(mm.t, 0, 1), ref_transpose(mm.r, 0, 1));
+    pair mr = ch_push(&c, sloth_relu(mt.t), ref_unary(RU_RELU, mt.r));
+    expect(sloth_add_scalar(mr.t, 1), ref_binary_scalar(RB_ADD, mr.r, 1), MM, "relu(transpose(matmul)) + 1");
+    int a1 = 1;
+    expect(sloth_sum(mm.t, &a1, 1, 0), ref_reduce(RR_SUM, mm.r, &a1, 1, 0), MM, "sum(matmul, 1)");
+    pair m2 = ch_push(&c, sloth_matmul(mm.t, xt.t), ref_matmul(mm.r, xt.r));               /* [4,6] */
+    expect(sloth_mul_scalar(m2.t, 0.5), ref_binary_scalar(RB_MUL, m2.r, 0.5), MM, "matmul(matmul) * 0.5");
+    flush();
+  }
+  /* integer operands compute in f32 */
+  pair ia = input(SLOTH_I32, S(3, 4), -5, 5, 1), ib = input(SLOTH_U8, S(4, 2), 0, 9, 1);
+  expect(sloth_matmul(ia.t, ib.t), ref_matmul(ia.r, ib.r), EXACT, "matmul i32 @ u8 -> f32");
+  flush();
+  pair bad = input(SLOTH_F32, S(5, 4), -1, 1, 0), s0 = input(SLOTH_F32, 0, NULL, -1, 1, 0);
+  expect_error(sloth_matmul(y.t, bad.t), SLOTH_E_SHAPE, "matmul with different inner sizes");
+  expect_error(sloth_matmul(s0.t, x.t), SLOTH_E_SHAPE, "matmul of a rank-0 tensor");
+  ch_free(&c);
+  pair_free(x), pair_free(y), pair_free(z), pair_free(col), pair_free(ia), pair_free(ib), pair_free(bad), pair_free(s0);
+}
+
 int main(int argc, char **argv) {
   (void)argc, (void)argv;
   if (sloth_init(NULL) != SLOTH_OK) skip_all(sloth_last_error());
@@ -948,7 +1223,7 @@ int main(int argc, char **argv) {
   } sections[] = {
       {"creation", test_creation}, {"unary", test_unary}, {"binary", test_binary}, {"promotion", test_promotion},
       {"scalar ops", test_scalar_ops}, {"where", test_where}, {"cast", test_cast}, {"views", test_views},
-      {"view chains", test_view_chains}, {"reductions", test_reductions}, {"rank 0 and zero-size", test_rank0_and_empty},
+      {"view chains", test_view_chains}, {"pad and as_strided", test_pad_as_strided}, {"reductions", test_reductions}, {"rank 0 and zero-size", test_rank0_and_empty}, {"rank 8 and large sizes", test_rank8_and_large}, {"matmul", test_matmul},
   };
   for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
     int64_t k0 = sloth_counter("kernel_compile");
