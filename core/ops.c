@@ -676,6 +676,25 @@ sloth_tensor *sloth_as_strided(sloth_tensor *x, int rank, const int64_t *shape, 
 
 static bool is_index_dtype(sloth_dtype dt) { return dt == SLOTH_I32 || dt == SLOTH_U8; }
 
+/* Validates indices for x along axis (gather, scatter_add): an integer
+ * tensor of x's rank, no larger than x outside the axis. Returns the
+ * normalized axis, or a negative status. */
+static int check_indices(const char *what, const sloth__node *n, int axis, const sloth__node *i) {
+  int a = norm_axis(axis, n->rank, what);
+  if (a < 0) return a;
+  if (!is_index_dtype(i->dtype))
+    return sloth__fail(SLOTH_E_DTYPE, "%s: indices must be i32 or u8, not %s", what, sloth_dtype_name(i->dtype));
+  if (i->rank != n->rank)
+    return sloth__fail(SLOTH_E_SHAPE, "%s: indices of rank %d for a tensor of rank %d", what, i->rank, n->rank);
+  for (int d = 0; d < n->rank; d++)
+    if (d != a && i->shape[d] > n->shape[d])
+      return sloth__fail(SLOTH_E_SHAPE, "%s: indices dimension %d (%lld) exceeds the tensor's (%lld)", what, d,
+                         (long long)i->shape[d], (long long)n->shape[d]);
+  if (n->shape[a] == 0 && sloth__numel(i->rank, i->shape) > 0)
+    return sloth__fail(SLOTH_E_INVALID, "%s: every index is out of range of an empty axis", what);
+  return a;
+}
+
 /* out[c] = x[c with c[axis] replaced by idx[c]]; idx has the output's shape,
  * no larger than x's in the other dims. */
 static sloth__node *gather_node(sloth__node *x, int axis, sloth__node *idx) {
@@ -689,26 +708,8 @@ sloth_tensor *sloth_gather(sloth_tensor *x, int axis, sloth_tensor *index) {
   BEGIN();
   if (!sloth__tensor_ok(x) || !sloth__tensor_ok(index)) goto out;
   sloth__node *n = x->node, *i = index->node;
-  int a = norm_axis(axis, n->rank, "gather");
+  int a = check_indices("gather", n, axis, i);
   if (a < 0) goto out;
-  if (!is_index_dtype(i->dtype)) {
-    sloth__fail(SLOTH_E_DTYPE, "gather: indices must be i32 or u8, not %s", sloth_dtype_name(i->dtype));
-    goto out;
-  }
-  if (i->rank != n->rank) {
-    sloth__fail(SLOTH_E_SHAPE, "gather: indices of rank %d for a tensor of rank %d", i->rank, n->rank);
-    goto out;
-  }
-  for (int d = 0; d < n->rank; d++)
-    if (d != a && i->shape[d] > n->shape[d]) {
-      sloth__fail(SLOTH_E_SHAPE, "gather: indices dimension %d (%lld) exceeds the tensor's (%lld)", d,
-                  (long long)i->shape[d], (long long)n->shape[d]);
-      goto out;
-    }
-  if (n->shape[a] == 0 && sloth__numel(i->rank, i->shape) > 0) {
-    sloth__fail(SLOTH_E_INVALID, "gather: every index is out of range of an empty axis");
-    goto out;
-  }
   result = finish(gather_node(n, a, i), t0);
   END();
 }
@@ -847,26 +848,8 @@ sloth_tensor *sloth_scatter_add(sloth_tensor *x, int axis, sloth_tensor *index, 
   BEGIN();
   if (!sloth__tensor_ok(x) || !sloth__tensor_ok(index) || !sloth__tensor_ok(src)) goto out;
   sloth__node *n = x->node, *i = index->node;
-  int a = norm_axis(axis, n->rank, "scatter_add");
+  int a = check_indices("scatter_add", n, axis, i);
   if (a < 0) goto out;
-  if (!is_index_dtype(i->dtype)) {
-    sloth__fail(SLOTH_E_DTYPE, "scatter_add: indices must be i32 or u8, not %s", sloth_dtype_name(i->dtype));
-    goto out;
-  }
-  if (i->rank != n->rank) {
-    sloth__fail(SLOTH_E_SHAPE, "scatter_add: indices of rank %d for a tensor of rank %d", i->rank, n->rank);
-    goto out;
-  }
-  for (int d = 0; d < n->rank; d++)
-    if (d != a && i->shape[d] > n->shape[d]) {
-      sloth__fail(SLOTH_E_SHAPE, "scatter_add: indices dimension %d (%lld) exceeds the tensor's (%lld)", d,
-                  (long long)i->shape[d], (long long)n->shape[d]);
-      goto out;
-    }
-  if (n->shape[a] == 0 && sloth__numel(i->rank, i->shape) > 0) {
-    sloth__fail(SLOTH_E_INVALID, "scatter_add: every index is out of range of an empty axis");
-    goto out;
-  }
   /* atomics exist for f32 and i32: smaller integers accumulate in i32 */
   sloth_dtype dt = promote(n->dtype, src->node->dtype);
   if (dt != SLOTH_F32) dt = SLOTH_I32;
