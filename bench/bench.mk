@@ -1,5 +1,5 @@
-# bench.mk - benchmarks (`make bench` builds and runs them), the CPU math
-# kernels embedded into the library, and their accuracy test.
+# bench.mk - benchmarks (`make bench` builds and runs them) and the accuracy
+# test of the CPU math kernels.
 #
 # Each benchmark prints one "figure value unit" line per figure. They are
 # built by `make` (noinst) but never run by `make check`.
@@ -7,18 +7,6 @@
 #   bench/bench_elementwise ops     each math op alone: kernels/cpu_math.cl vs POCL builtins
 #   bench/bench_overhead            recording an op, a cached sync of a 100-node graph
 #   bench/vectorization.sh          which ops keep a fused kernel vectorized (ymm count in POCL's .so)
-
-# ------------------------------------------------------------------ kernels/ sources embedded into the library
-# kernels/cpu_math.cl (vectorizable exp/log/sin/cos/tanh/pow for CPU devices)
-# becomes a C char array in kernels/cpu_math.cl.h, included by core/codegen.c.
-# (BUILT_SOURCES, nodist_libsloth_la_SOURCES and CLEANFILES are first set here:
-# Makefile.am includes this fragment before it adds to them.)
-EXTRA_DIST += kernels/cpu_math.cl
-BUILT_SOURCES = kernels/cpu_math.cl.h
-nodist_libsloth_la_SOURCES = kernels/cpu_math.cl.h
-CLEANFILES = kernels/cpu_math.cl.h
-kernels/cpu_math.cl.h: $(srcdir)/kernels/cpu_math.cl $(srcdir)/tools/embed-kernel.sh
-	$(AM_V_GEN)$(MKDIR_P) kernels && $(SHELL) $(srcdir)/tools/embed-kernel.sh $(srcdir)/kernels/cpu_math.cl $@ sloth__cpu_math_cl
 
 # ------------------------------------------------------------------ benchmarks
 bench_programs = bench/bench_elementwise$(EXEEXT) bench/bench_overhead$(EXEEXT)
