@@ -401,6 +401,40 @@ static int emit_concat(cg *c, const sloth__node *n, const position *ix) {
   return v;
 }
 
+/* Can an as_strided view be read as coordinates of its operand? True when
+ * every stepping output dim d moves along one operand dim map[d] by mult[d]
+ * (its stride is a multiple of that dim's row-major stride) and no window
+ * reaches past the dim's size, so no carry crosses dims: then coordinates
+ * flow straight through and the operand (a pad, say) needs no division to
+ * recover its own. origin is the offset as coordinates. */
+static bool window_coords(const sloth__node *n, const sloth__node *in, int *map, int64_t *mult, int64_t *origin) {
+  int64_t cs[SLOTH_MAX_RANK], st = 1, reach[SLOTH_MAX_RANK];
+  for (int e = in->rank - 1; e >= 0; e--) {
+    cs[e] = st;
+    st *= in->shape[e];
+  }
+  if (sloth__numel(n->rank, n->shape) == 0 || st == 0) return false;
+  int64_t rest = n->attrs.start;
+  for (int e = 0; e < in->rank; e++) {
+    origin[e] = rest / cs[e];
+    rest %= cs[e];
+    reach[e] = origin[e];
+  }
+  for (int d = 0; d < n->rank; d++) {
+    map[d] = -1;
+    if (n->shape[d] == 1) continue;
+    int64_t s = n->attrs.v[d];
+    for (int e = 0; e < in->rank && map[d] < 0; e++) /* outermost dim whose stride divides */
+      if (in->shape[e] > 1 && s % cs[e] == 0) map[d] = e;
+    if (map[d] < 0) return false;
+    mult[d] = s / cs[map[d]];
+    reach[map[d]] += mult[d] * (n->shape[d] - 1);
+  }
+  for (int e = 0; e < in->rank; e++)
+    if (reach[e] >= in->shape[e]) return false;
+  return true;
+}
+
 static int emit_view(cg *c, const sloth__node *n, const position *ix) {
   const sloth__node *in = n->in[0];
   position sub = {0};
@@ -439,6 +473,32 @@ static int emit_view(cg *c, const sloth__node *n, const position *ix) {
   case OP_AS_STRIDED: { /* input position = offset + sum c_d * stride_d */
     char *co[SLOTH_MAX_RANK];
     to_coords(c, n, ix, co);
+    int map[SLOTH_MAX_RANK];
+    int64_t mult[SLOTH_MAX_RANK], origin[SLOTH_MAX_RANK];
+    if (window_coords(n, in, map, mult, origin)) {
+      /* each output dim steps along one input dim: coordinates, no division */
+      sub.rank = in->rank;
+      for (int e = 0; e < in->rank; e++) {
+        sloth__str t = {0};
+        if (in->shape[e] == 1) sloth__str_printf(&t, "0");
+        else {
+          char *o = param(c, origin[e]);
+          sloth__str_printf(&t, "(%s", o);
+          free(o);
+          for (int d = 0; d < n->rank; d++)
+            if (n->shape[d] != 1 && map[d] == e) {
+              char *m = param(c, mult[d]);
+              sloth__str_printf(&t, " + %s * %s", co[d], m);
+              free(m);
+            }
+          sloth__str_printf(&t, ")");
+        }
+        if (t.oom) c->oom = true;
+        sub.c[e] = t.p;
+      }
+      for (int d = 0; d < n->rank; d++) free(co[d]);
+      break;
+    }
     sloth__str e = {0};
     char *off = param(c, n->attrs.start);
     sloth__str_printf(&e, "(%s", off);
