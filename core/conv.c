@@ -38,8 +38,7 @@ static sloth_tensor *padded(sloth_tensor *x, int ph, int pw, double value) {
 
 sloth_tensor *sloth_conv2d(sloth_tensor *x, sloth_tensor *w, sloth_tensor *bias, int sh, int sw, int ph, int pw, int dh,
                            int dw, int groups) {
-  if (!sloth_retain(x) || !sloth_retain(w)) return NULL;
-  sloth_release(x), sloth_release(w);
+  if (!sloth__tensor_valid(x) || !sloth__tensor_valid(w)) return NULL;
   if (sloth_rank(w) != 4) {
     sloth__fail(SLOTH_E_SHAPE, "conv2d: weight must be [O, C/groups, kh, kw] (rank %d)", sloth_rank(w));
     return NULL;
@@ -75,8 +74,7 @@ sloth_tensor *sloth_conv2d(sloth_tensor *x, sloth_tensor *w, sloth_tensor *bias,
 
 static sloth_tensor *pool(bool max, sloth_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw) {
   int64_t oh, ow;
-  if (!sloth_retain(x)) return NULL;
-  sloth_release(x);
+  if (!sloth__tensor_valid(x)) return NULL;
   if (window_geometry(max ? "max_pool2d" : "avg_pool2d", x, kh, kw, sh, sw, ph, pw, 1, 1, &oh, &ow) != SLOTH_OK) return NULL;
   if (ph * 2 > kh || pw * 2 > kw) {
     sloth__fail(SLOTH_E_INVALID, "%s: padding must be at most half the window", max ? "max_pool2d" : "avg_pool2d");
@@ -106,8 +104,7 @@ sloth_tensor *sloth_avg_pool2d(sloth_tensor *x, int kh, int kw, int sh, int sw, 
 }
 
 sloth_tensor *sloth_adaptive_avg_pool2d(sloth_tensor *x, int oh, int ow) {
-  if (!sloth_retain(x)) return NULL;
-  sloth_release(x);
+  if (!sloth__tensor_valid(x)) return NULL;
   if (sloth_rank(x) != 4 || oh < 1 || ow < 1) {
     sloth__fail(SLOTH_E_INVALID, "adaptive_avg_pool2d: needs an [N, C, H, W] input and output sizes >= 1");
     return NULL;

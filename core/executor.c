@@ -539,7 +539,7 @@ int sloth__sync_nodes(sloth__node *const *nodes, int n) {
   if (rc != SLOTH_OK) return rc;
   if (!key_hasher && !(key_hasher = sloth__hasher_new())) return SLOTH_E_NOMEM;
   uint64_t t0 = sloth__now_ns();
-  int64_t compile0 = sloth_counter("compile_ns");
+  int64_t compile0 = sloth__counter_value(CTR_COMPILE_NS);
   sloth__graph g;
   rc = graph_build(nodes, n, &g, key_hasher);
   if (rc != SLOTH_OK) return rc;
@@ -558,7 +558,7 @@ int sloth__sync_nodes(sloth__node *const *nodes, int n) {
     if (rc == SLOTH_OK) plan_insert(p);
   }
   /* lower_ns: walk, hash, lookup, schedule and codegen; compiling counts in compile_ns */
-  sloth__count(CTR_LOWER_NS, (int64_t)(sloth__now_ns() - t0) - (sloth_counter("compile_ns") - compile0));
+  sloth__count(CTR_LOWER_NS, (int64_t)(sloth__now_ns() - t0) - (sloth__counter_value(CTR_COMPILE_NS) - compile0));
   if (rc == SLOTH_OK) rc = plan_run(p, &g);
   for (int i = 0; i < g.n; i++) sloth__node_release(g.order[i]);
   graph_free(&g);

@@ -127,6 +127,10 @@ struct sloth_tensor {
 sloth_tensor *sloth__tensor_wrap(sloth__node *n);
 /* Validates a handle; records an error and returns false for NULL or released ones. */
 bool sloth__tensor_ok(const sloth_tensor *t);
+/* The same under the lock, for ops composed from public calls (nn.c, conv.c). */
+bool sloth__tensor_valid(const sloth_tensor *t);
+/* Normalizes a possibly negative axis; records an error naming `what`. */
+int sloth__norm_axis(int axis, int rank, const char *what);
 /* Iterates the registry of live tensors. */
 sloth_tensor *sloth__tensor_first(void);
 
@@ -189,6 +193,7 @@ typedef enum sloth__counter_id {
 } sloth__counter_id;
 
 void sloth__count(sloth__counter_id c, int64_t v);
+int64_t sloth__counter_value(sloth__counter_id c);
 uint64_t sloth__now_ns(void);
 
 /* ------------------------------------------------------------------ small utilities */

@@ -36,6 +36,8 @@ uint64_t sloth__now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+int64_t sloth__counter_value(sloth__counter_id c) { return atomic_load(&counters[c]); }
+
 int64_t sloth_counter(const char *name) {
   if (!name) return -1;
   for (int i = 0; i < CTR_COUNT; i++)

@@ -20,18 +20,6 @@
 /* ------------------------------------------------------------------ helpers */
 
 /* A usable tensor handle (records an error otherwise, like any op). */
-static bool valid(sloth_tensor *t) {
-  if (!sloth_retain(t)) return false;
-  sloth_release(t);
-  return true;
-}
-
-static int norm_axis(const char *what, int axis, int rank) {
-  int a = axis < 0 ? axis + rank : axis;
-  if (a < 0 || a >= rank) return sloth__fail(SLOTH_E_INVALID, "%s: axis %d out of range for rank %d", what, axis, rank);
-  return a;
-}
-
 static void shape_str(char *buf, size_t n, const sloth_tensor *t) {
   int rank = sloth_rank(t);
   const int64_t *shape = sloth_shape(t);
@@ -65,8 +53,8 @@ static bool bad_eps(const char *what, double eps) {
 
 static sloth_tensor *softmax(bool log, sloth_tensor *x, int axis) {
   const char *what = log ? "log_softmax" : "softmax";
-  if (!valid(x)) return NULL;
-  int a = norm_axis(what, axis, sloth_rank(x));
+  if (!sloth__tensor_valid(x)) return NULL;
+  int a = sloth__norm_axis(axis, sloth_rank(x), what);
   if (a < 0) return NULL;
   sloth_scope_begin();
   sloth_tensor *xf = as_float(x);
@@ -97,7 +85,7 @@ static sloth_tensor *normalize(sloth_tensor *xf, const int *axes, int naxes, dou
 }
 
 sloth_tensor *sloth_layer_norm(sloth_tensor *x, int normalized_ndim, sloth_tensor *weight, sloth_tensor *bias, double eps) {
-  if (!valid(x) || (weight && !valid(weight)) || (bias && !valid(bias))) return NULL;
+  if (!sloth__tensor_valid(x) || (weight && !sloth__tensor_valid(weight)) || (bias && !sloth__tensor_valid(bias))) return NULL;
   int r = sloth_rank(x), k = normalized_ndim;
   if (k < 1 || k > r) {
     sloth__fail(SLOTH_E_INVALID, "layer_norm: normalized_ndim %d out of range 1..%d (the rank of x)", k, r);
@@ -135,9 +123,9 @@ sloth_tensor *sloth_batch_norm(sloth_tensor *x, sloth_tensor *running_mean, slot
   if (new_running_var) *new_running_var = NULL;
   sloth_tensor *params[4] = {running_mean, running_var, weight, bias};
   static const char *const names[4] = {"running_mean", "running_var", "weight", "bias"};
-  if (!valid(x)) return NULL;
+  if (!sloth__tensor_valid(x)) return NULL;
   for (int i = 0; i < 4; i++)
-    if (params[i] && !valid(params[i])) return NULL;
+    if (params[i] && !sloth__tensor_valid(params[i])) return NULL;
   int r = sloth_rank(x);
   if (r < 2) {
     sloth__fail(SLOTH_E_SHAPE, "batch_norm: x must be [N, C, ...] (rank %d)", r);
@@ -218,7 +206,7 @@ static bool integer_labels(const char *what, sloth_tensor *labels) {
 }
 
 sloth_tensor *sloth_one_hot(sloth_tensor *labels, int64_t num_classes, sloth_dtype dt) {
-  if (!valid(labels) || !integer_labels("one_hot", labels)) return NULL;
+  if (!sloth__tensor_valid(labels) || !integer_labels("one_hot", labels)) return NULL;
   if (num_classes < 1 || num_classes > INT32_MAX) {
     sloth__fail(SLOTH_E_INVALID, "one_hot: num_classes must be in 1..2^31-1 (got %lld)", (long long)num_classes);
     return NULL;
@@ -238,7 +226,7 @@ sloth_tensor *sloth_one_hot(sloth_tensor *labels, int64_t num_classes, sloth_dty
 /* Checks scores [N, C, d...] (or [C]) against labels [N, d...] (or []); sets
  * the class axis. */
 static int check_labels(const char *what, sloth_tensor *scores, sloth_tensor *labels, int *class_axis) {
-  if (!valid(scores) || !valid(labels)) return SLOTH_E_INVALID;
+  if (!sloth__tensor_valid(scores) || !sloth__tensor_valid(labels)) return SLOTH_E_INVALID;
   if (!integer_labels(what, labels)) return SLOTH_E_DTYPE;
   int r = sloth_rank(scores);
   if (r < 1) return sloth__fail(SLOTH_E_SHAPE, "%s: scores must be [N, C, ...] or [C] (rank 0)", what);
@@ -294,7 +282,7 @@ sloth_tensor *sloth_cross_entropy(sloth_tensor *logits, sloth_tensor *labels) {
 /* ------------------------------------------------------------------ regression losses */
 
 sloth_tensor *sloth_mse_loss(sloth_tensor *a, sloth_tensor *b) {
-  if (!valid(a) || !valid(b)) return NULL;
+  if (!sloth__tensor_valid(a) || !sloth__tensor_valid(b)) return NULL;
   if (!same_shape(a, b)) {
     shape_mismatch("mse_loss", "input", a, "target", b);
     return NULL;
@@ -306,7 +294,7 @@ sloth_tensor *sloth_mse_loss(sloth_tensor *a, sloth_tensor *b) {
 }
 
 sloth_tensor *sloth_binary_cross_entropy_with_logits(sloth_tensor *logits, sloth_tensor *targets) {
-  if (!valid(logits) || !valid(targets)) return NULL;
+  if (!sloth__tensor_valid(logits) || !sloth__tensor_valid(targets)) return NULL;
   if (!same_shape(logits, targets)) {
     shape_mismatch("binary_cross_entropy_with_logits", "logits", logits, "targets", targets);
     return NULL;

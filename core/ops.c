@@ -31,7 +31,7 @@ static int check_shape(int rank, const int64_t *shape) {
   return SLOTH_OK;
 }
 
-static int norm_axis(int axis, int rank, const char *what) {
+int sloth__norm_axis(int axis, int rank, const char *what) {
   int a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= rank) return sloth__fail(SLOTH_E_INVALID, "%s: axis %d out of range for rank %d", what, axis, rank);
   return a;
@@ -475,7 +475,7 @@ sloth_tensor *sloth_transpose(sloth_tensor *x, int axis0, int axis1) {
   sloth_tensor *r = NULL;
   if (sloth__tensor_ok(x)) {
     int rank = x->node->rank;
-    int a = norm_axis(axis0, rank, "transpose"), b = a < 0 ? a : norm_axis(axis1, rank, "transpose");
+    int a = sloth__norm_axis(axis0, rank, "transpose"), b = a < 0 ? a : sloth__norm_axis(axis1, rank, "transpose");
     if (a >= 0 && b >= 0) {
       for (int d = 0; d < rank; d++) perm[d] = d;
       perm[a] = b;
@@ -513,7 +513,7 @@ sloth_tensor *sloth_slice(sloth_tensor *x, int axis, int64_t start, int64_t stop
   BEGIN();
   if (!sloth__tensor_ok(x)) goto out;
   sloth__node *n = x->node;
-  int a = norm_axis(axis, n->rank, "slice");
+  int a = sloth__norm_axis(axis, n->rank, "slice");
   if (a < 0) goto out;
   if (step == 0) {
     sloth__fail(SLOTH_E_INVALID, "slice: step must not be 0");
@@ -550,7 +550,7 @@ sloth_tensor *sloth_squeeze(sloth_tensor *x, int axis) {
   BEGIN();
   if (!sloth__tensor_ok(x)) goto out;
   sloth__node *n = x->node;
-  int a = norm_axis(axis, n->rank, "squeeze");
+  int a = sloth__norm_axis(axis, n->rank, "squeeze");
   if (a < 0) goto out;
   if (n->shape[a] != 1) {
     sloth__fail(SLOTH_E_SHAPE, "squeeze: axis %d has size %lld, not 1", axis, (long long)n->shape[a]);
@@ -572,7 +572,7 @@ sloth_tensor *sloth_unsqueeze(sloth_tensor *x, int axis) {
     sloth__fail(SLOTH_E_INVALID, "unsqueeze: rank would exceed %d", SLOTH_MAX_RANK);
     goto out;
   }
-  int a = norm_axis(axis, n->rank + 1, "unsqueeze");
+  int a = sloth__norm_axis(axis, n->rank + 1, "unsqueeze");
   if (a < 0) goto out;
   int64_t s[SLOTH_MAX_RANK];
   for (int d = 0, i = 0; d <= n->rank; d++) s[d] = d == a ? 1 : n->shape[i++];
@@ -589,7 +589,7 @@ sloth_tensor *sloth_flatten(sloth_tensor *x, int start_axis, int end_axis) {
     result = finish(reshape_node(n, 1, &one), t0);
     goto out;
   }
-  int a = norm_axis(start_axis, n->rank, "flatten"), b = a < 0 ? a : norm_axis(end_axis, n->rank, "flatten");
+  int a = sloth__norm_axis(start_axis, n->rank, "flatten"), b = a < 0 ? a : sloth__norm_axis(end_axis, n->rank, "flatten");
   if (a < 0 || b < 0) goto out;
   if (b < a) {
     sloth__fail(SLOTH_E_INVALID, "flatten: start axis %d is after end axis %d", start_axis, end_axis);
@@ -680,7 +680,7 @@ static bool is_index_dtype(sloth_dtype dt) { return dt == SLOTH_I32 || dt == SLO
  * tensor of x's rank, no larger than x outside the axis. Returns the
  * normalized axis, or a negative status. */
 static int check_indices(const char *what, const sloth__node *n, int axis, const sloth__node *i) {
-  int a = norm_axis(axis, n->rank, what);
+  int a = sloth__norm_axis(axis, n->rank, what);
   if (a < 0) return a;
   if (!is_index_dtype(i->dtype))
     return sloth__fail(SLOTH_E_DTYPE, "%s: indices must be i32 or u8, not %s", what, sloth_dtype_name(i->dtype));
@@ -718,7 +718,7 @@ sloth_tensor *sloth_index_select(sloth_tensor *x, int axis, sloth_tensor *index)
   BEGIN();
   if (!sloth__tensor_ok(x) || !sloth__tensor_ok(index)) goto out;
   sloth__node *n = x->node, *i = index->node;
-  int a = norm_axis(axis, n->rank, "index_select");
+  int a = sloth__norm_axis(axis, n->rank, "index_select");
   if (a < 0) goto out;
   if (!is_index_dtype(i->dtype) || i->rank != 1) {
     sloth__fail(i->rank != 1 ? SLOTH_E_SHAPE : SLOTH_E_DTYPE, "index_select: indices must be a 1-D i32 or u8 tensor");
@@ -770,7 +770,7 @@ sloth_tensor *sloth_concat(sloth_tensor *const *xs, int n, int axis) {
   for (int k = 0; k < n; k++)
     if (!sloth__tensor_ok(xs[k])) goto out;
   sloth__node *first = xs[0]->node;
-  int a = norm_axis(axis, first->rank, "concat");
+  int a = sloth__norm_axis(axis, first->rank, "concat");
   if (a < 0) goto out;
   sloth_dtype dt = first->dtype;
   for (int k = 1; k < n; k++) {
@@ -884,7 +884,7 @@ sloth_tensor *sloth_cumsum(sloth_tensor *x, int axis) {
   BEGIN();
   if (!sloth__tensor_ok(x)) goto out;
   sloth__node *n = x->node;
-  int a = norm_axis(axis, n->rank, "cumsum");
+  int a = sloth__norm_axis(axis, n->rank, "cumsum");
   if (a < 0) goto out;
   sloth_dtype dt = is_float(n->dtype) ? n->dtype : SLOTH_I32;
   sloth__node *c = cast_node(n, dt);
@@ -909,7 +909,7 @@ static sloth_tensor *reduce(sloth__opcode op, sloth_tensor *x, const int *axes, 
   }
   uint32_t mask = 0;
   for (int i = 0; i < naxes; i++) {
-    int a = norm_axis(axes[i], n->rank, name);
+    int a = sloth__norm_axis(axes[i], n->rank, name);
     if (a < 0) goto out;
     if (mask >> a & 1) {
       sloth__fail(SLOTH_E_INVALID, "%s: axis %d repeated", name, axes[i]);

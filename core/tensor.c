@@ -82,6 +82,13 @@ bool sloth__tensor_ok(const sloth_tensor *t) {
   return true;
 }
 
+bool sloth__tensor_valid(const sloth_tensor *t) {
+  sloth__lock();
+  bool ok = sloth__tensor_ok(t);
+  sloth__unlock();
+  return ok;
+}
+
 sloth_tensor *sloth__tensor_first(void) { return registry; }
 
 static void tensor_destroy(sloth_tensor *t) {
