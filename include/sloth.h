@@ -290,6 +290,147 @@ sloth_tensor *sloth_mse_loss(sloth_tensor *a, sloth_tensor *b);              /* 
 /* mean(max(x, 0) - x t + log(1 + exp(-|x|))), stable for any x; same shapes. */
 sloth_tensor *sloth_binary_cross_entropy_with_logits(sloth_tensor *logits, sloth_tensor *targets);
 
+/* ------------------------------------------------------------- autograd */
+
+/* Reverse-mode gradients over the lazy graph. The gradients are lazy tensors
+ * (recorded, not run), so forward, backward and the optimizer update of a
+ * training step are one graph, compiled once and replayed every step.
+ * grads_out[i] gets d loss / d wrt[i] (a new reference, shaped and typed like
+ * wrt[i]; zeros when loss does not depend on it). loss must have one element.
+ * Take gradients before the step's sync point: a sync computes the loss and
+ * forgets how (SLOTH_E_INVALID if a needed part of the graph is gone).
+ * Integer and bool tensors carry no gradient. */
+int sloth_grad(sloth_tensor *loss, sloth_tensor *const *wrt, int n, sloth_tensor **grads_out);
+/* The same from several outputs, each with a seed gradient shaped like it
+ * (vector-Jacobian product: grads_out[i] = sum_j seeds[j] . d outputs[j] / d wrt[i]). */
+int sloth_vjp(sloth_tensor *const *outputs, sloth_tensor *const *seeds, int noutputs, sloth_tensor *const *wrt, int n,
+              sloth_tensor **grads_out);
+/* x itself as a value, but gradients do not flow through it. */
+sloth_tensor *sloth_detach(sloth_tensor *x);
+
+/* In-place update: dst takes value's elements (same shape; value is cast to
+ * dst's dtype). Lazy like any op: at the next sync point the result is
+ * written into dst's existing device buffer when nothing else still needs
+ * the old elements, so a training step allocates nothing for parameters and
+ * optimizer state. Tensors that read dst before the call keep seeing the old
+ * elements. */
+int sloth_assign(sloth_tensor *dst, sloth_tensor *value);
+
+/* ------------------------------------------------------------- layers */
+
+/* Initializers draw from the Philox generator (sloth_manual_seed makes a run
+ * reproducible) and return computed (materialized) f32 tensors.
+ * fan_in/fan_out as PyTorch computes them: for a weight [out, in, k...],
+ * fan_in = in * prod(k), fan_out = out * prod(k). gain: sqrt(2) for ReLU. */
+sloth_tensor *sloth_init_kaiming_uniform(int rank, const int64_t *shape, double gain);
+sloth_tensor *sloth_init_kaiming_normal(int rank, const int64_t *shape, double gain);
+sloth_tensor *sloth_init_xavier_uniform(int rank, const int64_t *shape, double gain);
+sloth_tensor *sloth_init_xavier_normal(int rank, const int64_t *shape, double gain);
+
+/* Layers: plain structs holding their parameters (owned references, or NULL
+ * when absent). *_init returns SLOTH_OK or a negative status; *_free
+ * releases the parameters. Weights start like PyTorch's defaults (kaiming
+ * uniform with a = sqrt(5) for linear and conv, bias uniform in
+ * +-1/sqrt(fan_in); ones/zeros for norms; N(0, 1) for embeddings). */
+typedef struct sloth_linear {
+  sloth_tensor *weight; /* [out, in] */
+  sloth_tensor *bias;   /* [out] or NULL */
+} sloth_linear;
+int sloth_linear_init(sloth_linear *l, int64_t in_features, int64_t out_features, int bias);
+sloth_tensor *sloth_linear_forward(const sloth_linear *l, sloth_tensor *x); /* x [..., in] -> [..., out] */
+void sloth_linear_free(sloth_linear *l);
+
+typedef struct sloth_conv2d_layer {
+  sloth_tensor *weight; /* [out, in/groups, kh, kw] */
+  sloth_tensor *bias;   /* [out] or NULL */
+  int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
+} sloth_conv2d_layer;
+int sloth_conv2d_layer_init(sloth_conv2d_layer *l, int64_t in_channels, int64_t out_channels, int kh, int kw, int stride,
+                            int padding, int dilation, int groups, int bias);
+sloth_tensor *sloth_conv2d_layer_forward(const sloth_conv2d_layer *l, sloth_tensor *x);
+void sloth_conv2d_layer_free(sloth_conv2d_layer *l);
+
+/* Training updates running_mean/running_var in place (sloth_assign). */
+typedef struct sloth_batch_norm_layer {
+  sloth_tensor *weight, *bias;              /* [C] or NULL (affine = 0) */
+  sloth_tensor *running_mean, *running_var; /* [C] */
+  double momentum, eps;
+} sloth_batch_norm_layer;
+int sloth_batch_norm_layer_init(sloth_batch_norm_layer *l, int64_t channels, int affine);
+sloth_tensor *sloth_batch_norm_layer_forward(sloth_batch_norm_layer *l, sloth_tensor *x, int training);
+void sloth_batch_norm_layer_free(sloth_batch_norm_layer *l);
+
+typedef struct sloth_layer_norm_layer {
+  sloth_tensor *weight, *bias; /* shaped like the normalized dims, or NULL */
+  int normalized_ndim;
+  double eps;
+} sloth_layer_norm_layer;
+int sloth_layer_norm_layer_init(sloth_layer_norm_layer *l, int normalized_ndim, const int64_t *normalized_shape,
+                                int affine);
+sloth_tensor *sloth_layer_norm_layer_forward(const sloth_layer_norm_layer *l, sloth_tensor *x);
+void sloth_layer_norm_layer_free(sloth_layer_norm_layer *l);
+
+typedef struct sloth_embedding_layer {
+  sloth_tensor *weight; /* [num, dim] */
+} sloth_embedding_layer;
+int sloth_embedding_layer_init(sloth_embedding_layer *l, int64_t num_embeddings, int64_t dim);
+sloth_tensor *sloth_embedding_layer_forward(const sloth_embedding_layer *l, sloth_tensor *ids);
+void sloth_embedding_layer_free(sloth_embedding_layer *l);
+/* Dropout has no parameters: sloth_dropout(x, p, training). */
+
+/* ------------------------------------------------------------- optimizers */
+
+/* An optimizer updates its parameters in place (sloth_assign) from their
+ * gradients: sloth_optimizer_step records the update lazily, and the next
+ * sync point (sloth_mark_step) runs forward, backward and update as one
+ * graph. The state updates of one parameter run in one fused kernel. The
+ * learning rate is a kernel argument: changing it (schedules) compiles
+ * nothing. The optimizer holds references to the parameters. */
+typedef struct sloth_optimizer sloth_optimizer;
+/* SGD: v = momentum v + (g + wd p); p -= lr (nesterov ? g + wd p + momentum v : v).
+ * momentum 0 keeps no state. */
+sloth_optimizer *sloth_sgd_new(sloth_tensor *const *params, int n, double lr, double momentum, double weight_decay,
+                               int nesterov);
+/* Adam (weight_decay adds wd p to the gradient) and AdamW (decoupled: p -= lr wd p). */
+sloth_optimizer *sloth_adam_new(sloth_tensor *const *params, int n, double lr, double beta1, double beta2, double eps,
+                                double weight_decay);
+sloth_optimizer *sloth_adamw_new(sloth_tensor *const *params, int n, double lr, double beta1, double beta2, double eps,
+                                 double weight_decay);
+/* Records one update; grads[i] is the gradient of params[i] (sloth_grad). */
+int sloth_optimizer_step(sloth_optimizer *opt, sloth_tensor *const *grads);
+/* Convenience: grads of loss w.r.t. the optimizer's parameters, then a step. */
+int sloth_optimizer_minimize(sloth_optimizer *opt, sloth_tensor *loss);
+int sloth_optimizer_set_lr(sloth_optimizer *opt, double lr);
+double sloth_optimizer_lr(const sloth_optimizer *opt); /* negative for a bad handle */
+void sloth_optimizer_free(sloth_optimizer *opt);
+
+/* Learning-rate schedules (pure functions of the epoch or step): StepLR,
+ * base gamma^floor(epoch / step_size); cosine annealing from base to
+ * min_lr over t_max steps (PyTorch's CosineAnnealingLR closed form). */
+double sloth_lr_step(double base_lr, int epoch, int step_size, double gamma);
+double sloth_lr_cosine(double base_lr, double min_lr, int t, int t_max);
+
+/* ------------------------------------------------------------- saving */
+
+/* safetensors files (the format of PyTorch's and Hugging Face's safetensors):
+ * an 8-byte little-endian header length, a JSON header naming each tensor's
+ * dtype, shape and byte range, then the data. Saving syncs the tensors and
+ * writes to a temporary file renamed over path, so a crash never leaves a
+ * half-written file. Loading checks every offset and length against the file
+ * size: a truncated or hostile file gives SLOTH_E_INVALID, never a crash. */
+typedef struct sloth_named_tensor {
+  char *name;
+  sloth_tensor *tensor;
+} sloth_named_tensor;
+int sloth_save_safetensors(const char *path, const char *const *names, sloth_tensor *const *tensors, int n);
+/* Loads every tensor of the file; *out is an array of *n entries (free it with
+ * sloth_named_tensors_free, which also releases the tensors). */
+int sloth_load_safetensors(const char *path, sloth_named_tensor **out, int *n);
+void sloth_named_tensors_free(sloth_named_tensor *list, int n);
+/* Loads the named tensors into existing ones (in place, sloth_assign);
+ * every name must be in the file with the same shape; dtypes convert. */
+int sloth_load_safetensors_into(const char *path, const char *const *names, sloth_tensor *const *tensors, int n);
+
 /* ------------------------------------------------------------- runtime */
 
 /* Selects the device ("opencl", "opencl:N"; NULL reads SLOTH_DEVICE, else the
