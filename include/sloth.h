@@ -51,8 +51,10 @@ typedef enum sloth_dtype {
   SLOTH_I32 = 1,
   SLOTH_U8 = 2,
   SLOTH_BOOL = 3,
-  /* reserved for the op-set issue: SLOTH_F16 = 4, SLOTH_I64 = 5, SLOTH_F64 = 6 */
-  SLOTH_DTYPE_COUNT = 4
+  SLOTH_F16 = 4, /* being implemented: storage f16, compute f32 */
+  SLOTH_I64 = 5,
+  SLOTH_F64 = 6, /* devices with fp64 only */
+  SLOTH_DTYPE_COUNT = 4 /* becomes 7 once f16/i64/f64 run everywhere */
 } sloth_dtype;
 
 typedef enum sloth_status {

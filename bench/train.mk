@@ -1,0 +1,1 @@
+# train.mk: programs of this fragment (one owner per file)

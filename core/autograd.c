@@ -1,0 +1,2 @@
+/* autograd.c */
+#include "internal.h"

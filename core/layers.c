@@ -1,0 +1,2 @@
+/* layers.c */
+#include "internal.h"

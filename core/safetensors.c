@@ -1,0 +1,2 @@
+/* safetensors.c */
+#include "internal.h"

@@ -1,0 +1,1 @@
+# fashion-mnist.mk: programs of this fragment (one owner per file)

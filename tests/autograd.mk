@@ -1,0 +1,1 @@
+# autograd.mk: programs of this fragment (one owner per file)

@@ -1,0 +1,1 @@
+# layers.mk: programs of this fragment (one owner per file)

@@ -1,0 +1,1 @@
+# safetensors.mk: programs of this fragment (one owner per file)
