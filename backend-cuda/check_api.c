@@ -53,6 +53,9 @@ CHECK_VALUE(CUBLAS_STATUS_SUCCESS)
 CHECK_VALUE(CUBLAS_STATUS_ALLOC_FAILED)
 CHECK_VALUE(CUBLAS_OP_N)
 CHECK_VALUE(CUBLAS_OP_T)
+CHECK_VALUE(CUDA_R_16F)
+CHECK_VALUE(CUBLAS_COMPUTE_32F)
+CHECK_VALUE(CUBLAS_GEMM_DEFAULT)
 _Static_assert(__builtin_types_compatible_p(cublasHandle_t, sl_cublasHandle_t), "cublasHandle_t");
 _Static_assert(__builtin_types_compatible_p(cudaStream_t, sl_CUstream), "cudaStream_t is a CUstream");
 #define CHECKED_CUBLAS "yes"

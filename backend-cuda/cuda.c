@@ -631,7 +631,8 @@ static int blas_fail(sl_cublasStatus_t st, const char *what) {
                      blas.cublasGetStatusName(st), st);
 }
 
-static float *fptr(sloth__buffer *b, size_t offset) { return (float *)(uintptr_t)dptr(b) + offset; }
+/* element `offset` of a buffer of es-byte elements */
+static void *eptr(sloth__buffer *b, size_t offset, size_t es) { return (char *)(uintptr_t)dptr(b) + offset * es; }
 
 /* The batches are evenly spaced: one stride (>= 0: 0 for a broadcast
  * operand; cuBLAS documents no negative ones) describes them all. */
@@ -643,15 +644,54 @@ static bool evenly(const size_t *offsets, size_t batch, long long *stride) {
   return true;
 }
 
+/* f32 (Sgemm), f64 (Dgemm) and f16 (GemmEx: f16 operands, f32 accumulation,
+ * on devices of compute capability 5.3 and up). */
+static bool cu_gemm_dtype(sloth__device *dev, sloth_dtype dt) {
+  return dt == SLOTH_F32 || dt == SLOTH_F64 || (dt == SLOTH_F16 && dev->arch >= 53);
+}
+
+/* One cuBLAS call: one matrix (batch 0), or the strided-batched form with
+ * `batch` matrices. Row-major C = op(A) op(B) is column-major C^T = op(B)^T
+ * op(A)^T: the buffers as they are, B first, m and n swapped. */
+static sl_cublasStatus_t blas_call(sloth__device *dev, const sloth__gemm *g, sl_cublasOperation_t ta, sl_cublasOperation_t tb,
+                                   void *A, void *B, void *C, long long sa, long long sb, long long sc, int batch,
+                                   const char **what) {
+  int m = (int)g->m, n = (int)g->n, k = (int)g->k, lda = (int)g->lda, ldb = (int)g->ldb, ldc = (int)g->ldc;
+  if (g->dtype == SLOTH_F64) {
+    const double alpha = g->alpha, beta = g->beta;
+    *what = batch ? "cublasDgemmStridedBatched" : "cublasDgemm";
+    return batch ? blas.cublasDgemmStridedBatched(dev->blas, tb, ta, n, m, k, &alpha, B, ldb, sb, A, lda, sa, &beta, C, ldc,
+                                                  sc, batch)
+                 : blas.cublasDgemm_v2(dev->blas, tb, ta, n, m, k, &alpha, B, ldb, A, lda, &beta, C, ldc);
+  }
+  const float alpha = (float)g->alpha, beta = (float)g->beta;
+  if (g->dtype == SLOTH_F16) {
+    *what = batch ? "cublasGemmStridedBatchedEx" : "cublasGemmEx";
+    return batch ? blas.cublasGemmStridedBatchedEx(dev->blas, tb, ta, n, m, k, &alpha, B, SL_CUDA_R_16F, ldb, sb, A,
+                                                   SL_CUDA_R_16F, lda, sa, &beta, C, SL_CUDA_R_16F, ldc, sc, batch,
+                                                   SL_CUBLAS_COMPUTE_32F, SL_CUBLAS_GEMM_DEFAULT)
+                 : blas.cublasGemmEx(dev->blas, tb, ta, n, m, k, &alpha, B, SL_CUDA_R_16F, ldb, A, SL_CUDA_R_16F, lda, &beta,
+                                     C, SL_CUDA_R_16F, ldc, SL_CUBLAS_COMPUTE_32F, SL_CUBLAS_GEMM_DEFAULT);
+  }
+  *what = batch ? "cublasSgemmStridedBatched" : "cublasSgemm";
+  return batch ? blas.cublasSgemmStridedBatched(dev->blas, tb, ta, n, m, k, &alpha, B, ldb, sb, A, lda, sa, &beta, C, ldc, sc,
+                                                batch)
+               : blas.cublasSgemm_v2(dev->blas, tb, ta, n, m, k, &alpha, B, ldb, A, lda, &beta, C, ldc);
+}
+
 static int cu_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c) {
-  if (g->dtype != SLOTH_F32) return sloth__fail(SLOTH_E_UNSUPPORTED, "cuBLAS GEMM: dtype %s not supported", sloth_dtype_name(g->dtype));
+  if (!cu_gemm_dtype(dev, g->dtype))
+    return sloth__fail(SLOTH_E_UNSUPPORTED, "cuBLAS GEMM: dtype %s not supported", sloth_dtype_name(g->dtype));
   if (g->m == 0 || g->n == 0 || g->batch == 0) return SLOTH_OK;
   int rc = ctx_enter(dev);
   if (rc != SLOTH_OK) return rc;
+  const size_t es = sloth_dtype_size(g->dtype);
   if (g->k == 0) { /* an empty sum: C = beta * C = 0 (C is contiguous: batch * m * n) */
     if (g->beta != 0) return sloth__fail(SLOTH_E_UNSUPPORTED, "cuBLAS GEMM: k = 0 with beta != 0");
-    sl_CUresult r = cu.cuMemsetD32Async(dptr(c) + g->c_offsets[0] * sizeof(float), 0, g->batch * g->m * g->n, dev->stream);
-    return r == SL_CUDA_SUCCESS ? SLOTH_OK : CU_FAIL(SLOTH_E_DEVICE, r, "cuMemsetD32Async");
+    sl_CUresult r = g->dtype == SLOTH_F32
+                        ? cu.cuMemsetD32Async(dptr(c) + g->c_offsets[0] * es, 0, g->batch * g->m * g->n, dev->stream)
+                        : cu.cuMemsetD8Async(dptr(c) + g->c_offsets[0] * es, 0, g->batch * g->m * g->n * es, dev->stream);
+    return r == SL_CUDA_SUCCESS ? SLOTH_OK : CU_FAIL(SLOTH_E_DEVICE, r, "cuMemsetD*Async");
   }
   if (g->m > INT32_MAX || g->n > INT32_MAX || g->k > INT32_MAX || g->lda > INT32_MAX || g->ldb > INT32_MAX ||
       g->ldc > INT32_MAX || g->batch > INT32_MAX)
@@ -667,31 +707,24 @@ static int cu_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, s
     st = blas.cublasSetStream_v2(dev->blas, dev->stream);
     if (st != SL_CUBLAS_STATUS_SUCCESS) return blas_fail(st, "cublasSetStream");
   }
-  /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the
-   * buffers as they are, B first, m and n swapped */
   sl_cublasOperation_t ta = g->trans_a ? SL_CUBLAS_OP_T : SL_CUBLAS_OP_N;
   sl_cublasOperation_t tb = g->trans_b ? SL_CUBLAS_OP_T : SL_CUBLAS_OP_N;
-  int m = (int)g->m, n = (int)g->n, k = (int)g->k, lda = (int)g->lda, ldb = (int)g->ldb, ldc = (int)g->ldc;
   long long sa, sb, sc;
+  const char *what = "cuBLAS GEMM";
   sl_cublasStatus_t st;
-  if (g->batch == 1) {
-    st = blas.cublasSgemm_v2(dev->blas, tb, ta, n, m, k, &g->alpha, fptr(b, g->b_offsets[0]), ldb,
-                             fptr(a, g->a_offsets[0]), lda, &g->beta, fptr(c, g->c_offsets[0]), ldc);
-    return st == SL_CUBLAS_STATUS_SUCCESS ? SLOTH_OK : blas_fail(st, "cublasSgemm");
+  if (g->batch == 1)
+    st = blas_call(dev, g, ta, tb, eptr(a, g->a_offsets[0], es), eptr(b, g->b_offsets[0], es), eptr(c, g->c_offsets[0], es),
+                   0, 0, 0, 0, &what);
+  else if (evenly(g->a_offsets, g->batch, &sa) && evenly(g->b_offsets, g->batch, &sb) && evenly(g->c_offsets, g->batch, &sc))
+    st = blas_call(dev, g, ta, tb, eptr(a, g->a_offsets[0], es), eptr(b, g->b_offsets[0], es), eptr(c, g->c_offsets[0], es),
+                   sa, sb, sc, (int)g->batch, &what);
+  else { /* irregular batches: one call each, in order on the stream */
+    st = SL_CUBLAS_STATUS_SUCCESS;
+    for (size_t i = 0; i < g->batch && st == SL_CUBLAS_STATUS_SUCCESS; i++)
+      st = blas_call(dev, g, ta, tb, eptr(a, g->a_offsets[i], es), eptr(b, g->b_offsets[i], es), eptr(c, g->c_offsets[i], es),
+                     0, 0, 0, 0, &what);
   }
-  if (evenly(g->a_offsets, g->batch, &sa) && evenly(g->b_offsets, g->batch, &sb) && evenly(g->c_offsets, g->batch, &sc)) {
-    st = blas.cublasSgemmStridedBatched(dev->blas, tb, ta, n, m, k, &g->alpha, fptr(b, g->b_offsets[0]), ldb, sb,
-                                        fptr(a, g->a_offsets[0]), lda, sa, &g->beta, fptr(c, g->c_offsets[0]), ldc, sc,
-                                        (int)g->batch);
-    return st == SL_CUBLAS_STATUS_SUCCESS ? SLOTH_OK : blas_fail(st, "cublasSgemmStridedBatched");
-  }
-  /* irregular batches: one call each, in order on the stream */
-  for (size_t i = 0; i < g->batch; i++) {
-    st = blas.cublasSgemm_v2(dev->blas, tb, ta, n, m, k, &g->alpha, fptr(b, g->b_offsets[i]), ldb,
-                             fptr(a, g->a_offsets[i]), lda, &g->beta, fptr(c, g->c_offsets[i]), ldc);
-    if (st != SL_CUBLAS_STATUS_SUCCESS) return blas_fail(st, "cublasSgemm");
-  }
-  return SLOTH_OK;
+  return st == SL_CUBLAS_STATUS_SUCCESS ? SLOTH_OK : blas_fail(st, what);
 }
 
 static int cu_finish(sloth__device *dev) {
@@ -718,4 +751,5 @@ const sloth__backend sloth__cuda_backend = {
     .launch = cu_launch,
     .finish = cu_finish,
     .gemm = cu_gemm,
+    .gemm_dtype = cu_gemm_dtype,
 };

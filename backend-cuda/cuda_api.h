@@ -86,6 +86,7 @@ typedef struct CUfunc_st *sl_CUfunction;
   X(cuMemcpyDtoHAsync_v2, sl_CUresult,                                                                      \
     (void *dstHost, sl_CUdeviceptr srcDevice, size_t ByteCount, sl_CUstream hStream))                       \
   X(cuMemsetD32Async, sl_CUresult, (sl_CUdeviceptr dstDevice, unsigned int ui, size_t N, sl_CUstream hStream)) \
+  X(cuMemsetD8Async, sl_CUresult, (sl_CUdeviceptr dstDevice, unsigned char uc, size_t N, sl_CUstream hStream)) \
   X(cuModuleLoadDataEx, sl_CUresult,                                                                        \
     (sl_CUmodule * module, const void *image, unsigned int numOptions, sl_CUjit_option *options,            \
      void **optionValues))                                                                                  \
@@ -129,11 +130,17 @@ typedef struct _nvrtcProgram *sl_nvrtcProgram;
 typedef unsigned int sl_cublasStatus_t;    /* enum cublasStatus_t */
 typedef unsigned int sl_cublasOperation_t; /* enum cublasOperation_t */
 typedef struct cublasContext *sl_cublasHandle_t;
+typedef unsigned int sl_cudaDataType;        /* enum cudaDataType_t */
+typedef unsigned int sl_cublasComputeType_t; /* enum cublasComputeType_t */
+typedef int sl_cublasGemmAlgo_t;             /* enum cublasGemmAlgo_t (has -1) */
 
 #define SL_CUBLAS_STATUS_SUCCESS 0
 #define SL_CUBLAS_STATUS_ALLOC_FAILED 3
 #define SL_CUBLAS_OP_N 0
 #define SL_CUBLAS_OP_T 1
+#define SL_CUDA_R_16F 2
+#define SL_CUBLAS_COMPUTE_32F 68
+#define SL_CUBLAS_GEMM_DEFAULT (-1)
 
 /* X(name, return type, parameter list): the cuBLAS entry points used (a
  * cudaStream_t is a CUstream). Loaded on the first matrix product. */
@@ -149,7 +156,27 @@ typedef struct cublasContext *sl_cublasHandle_t;
   X(cublasSgemmStridedBatched, sl_cublasStatus_t,                                                           \
     (sl_cublasHandle_t handle, sl_cublasOperation_t transa, sl_cublasOperation_t transb, int m, int n, int k, \
      const float *alpha, const float *A, int lda, long long int strideA, const float *B, int ldb,            \
-     long long int strideB, const float *beta, float *C, int ldc, long long int strideC, int batchCount))
+     long long int strideB, const float *beta, float *C, int ldc, long long int strideC, int batchCount))   \
+  X(cublasDgemm_v2, sl_cublasStatus_t,                                                                      \
+    (sl_cublasHandle_t handle, sl_cublasOperation_t transa, sl_cublasOperation_t transb, int m, int n, int k, \
+     const double *alpha, const double *A, int lda, const double *B, int ldb, const double *beta, double *C, \
+     int ldc))                                                                                              \
+  X(cublasDgemmStridedBatched, sl_cublasStatus_t,                                                           \
+    (sl_cublasHandle_t handle, sl_cublasOperation_t transa, sl_cublasOperation_t transb, int m, int n, int k, \
+     const double *alpha, const double *A, int lda, long long int strideA, const double *B, int ldb,          \
+     long long int strideB, const double *beta, double *C, int ldc, long long int strideC, int batchCount)) \
+  /* f16 operands, f32 accumulation (alpha and beta are floats) */                                         \
+  X(cublasGemmEx, sl_cublasStatus_t,                                                                        \
+    (sl_cublasHandle_t handle, sl_cublasOperation_t transa, sl_cublasOperation_t transb, int m, int n, int k, \
+     const void *alpha, const void *A, sl_cudaDataType Atype, int lda, const void *B, sl_cudaDataType Btype, \
+     int ldb, const void *beta, void *C, sl_cudaDataType Ctype, int ldc, sl_cublasComputeType_t computeType, \
+     sl_cublasGemmAlgo_t algo))                                                                             \
+  X(cublasGemmStridedBatchedEx, sl_cublasStatus_t,                                                          \
+    (sl_cublasHandle_t handle, sl_cublasOperation_t transa, sl_cublasOperation_t transb, int m, int n, int k, \
+     const void *alpha, const void *A, sl_cudaDataType Atype, int lda, long long int strideA, const void *B,  \
+     sl_cudaDataType Btype, int ldb, long long int strideB, const void *beta, void *C, sl_cudaDataType Ctype, \
+     int ldc, long long int strideC, int batchCount, sl_cublasComputeType_t computeType,                     \
+     sl_cublasGemmAlgo_t algo))
 
 /* Function-pointer types: sl_<name>_fn */
 #define SL_CUDA_FN_TYPEDEF(name, ret, params) typedef ret(*sl_##name##_fn) params;

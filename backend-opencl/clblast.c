@@ -1,6 +1,7 @@
 /* clblast.c - matrix products on OpenCL devices through CLBlast: Sgemm for
  * one matrix, SgemmStridedBatched when batches are evenly spaced, and
- * SgemmBatched (per-batch offsets) otherwise. Views need no copy: every call
+ * SgemmBatched (per-batch offsets) otherwise (Dgemm* for f64, Hgemm* for f16
+ * on fp16 devices). Views need no copy: every call
  * takes (buffer, offset, leading dimension) and transpose flags. The first
  * call on a device applies tuned parameters cached by tools/sloth-tune-gemm.
  * (CPU devices normally run GEMM on the host BLAS instead: hostblas.c.) */
@@ -238,15 +239,45 @@ static void apply_tuning(sloth__device *dev) {
   sloth__clblast_tuning_load(dev->device);
 }
 
+/* The three forms of one precision's GEMM (P: S, D or H; T its scalar type;
+ * al, be: alpha and beta as T). */
+#define CLBLAST_GEMM(P, T, al, be)                                                                                      \
+  do {                                                                                                                  \
+    if (g->batch == 1) {                                                                                                \
+      routine = "CLBlast" #P "gemm";                                                                                    \
+      s = CLBlast##P##gemm(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, al, A, g->a_offsets[0], g->lda, B,         \
+                           g->b_offsets[0], g->ldb, be, C, g->c_offsets[0], g->ldc, &dev->queue, NULL);                 \
+    } else if (strided(g->a_offsets, g->batch, &sa) && strided(g->b_offsets, g->batch, &sb) &&                         \
+               strided(g->c_offsets, g->batch, &sc)) {                                                                  \
+      routine = "CLBlast" #P "gemmStridedBatched";                                                                      \
+      s = CLBlast##P##gemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, al, A, g->a_offsets[0],       \
+                                         g->lda, sa, B, g->b_offsets[0], g->ldb, sb, be, C, g->c_offsets[0], g->ldc,     \
+                                         sc, g->batch, &dev->queue, NULL);                                              \
+    } else {                                                                                                            \
+      routine = "CLBlast" #P "gemmBatched";                                                                             \
+      T *alphas = malloc(g->batch * sizeof *alphas), *betas = malloc(g->batch * sizeof *betas);                         \
+      if (!alphas || !betas) {                                                                                          \
+        free(alphas), free(betas);                                                                                      \
+        return sloth__fail(SLOTH_E_NOMEM, "out of host memory (GEMM batch)");                                          \
+      }                                                                                                                 \
+      for (size_t i = 0; i < g->batch; i++) alphas[i] = al, betas[i] = be;                                              \
+      s = CLBlast##P##gemmBatched(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, alphas, A, g->a_offsets, g->lda, B,  \
+                                  g->b_offsets, g->ldb, betas, C, g->c_offsets, g->ldc, g->batch, &dev->queue, NULL);    \
+      free(alphas), free(betas);                                                                                        \
+    }                                                                                                                   \
+  } while (0)
+
 int sloth__clblast_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c) {
   apply_tuning(dev);
-  if (g->dtype != SLOTH_F32) return sloth__fail(SLOTH_E_UNSUPPORTED, "CLBlast GEMM: dtype %s not supported", sloth_dtype_name(g->dtype));
+  if (g->dtype != SLOTH_F32 && g->dtype != SLOTH_F64 && g->dtype != SLOTH_F16)
+    return sloth__fail(SLOTH_E_UNSUPPORTED, "CLBlast GEMM: dtype %s not supported", sloth_dtype_name(g->dtype));
   if (g->m == 0 || g->n == 0 || g->batch == 0) return SLOTH_OK;
   cl_mem A = (cl_mem)a, B = (cl_mem)b, C = (cl_mem)c;
-  if (g->k == 0) { /* an empty sum: C = 0 (C is contiguous: batch * m * n) */
-    float zero = 0;
-    cl_int e = clEnqueueFillBuffer(dev->queue, C, &zero, sizeof zero, g->c_offsets[0] * sizeof(float),
-                                   g->batch * g->m * g->n * sizeof(float), 0, NULL, NULL);
+  const size_t es = sloth_dtype_size(g->dtype);
+  if (g->k == 0) { /* an empty sum: C = 0 (C is contiguous: batch * m * n); zero bits are 0.0 in every dtype */
+    uint64_t zero = 0;
+    cl_int e = clEnqueueFillBuffer(dev->queue, C, &zero, es, g->c_offsets[0] * es, g->batch * g->m * g->n * es, 0, NULL,
+                                   NULL);
     return e == CL_SUCCESS ? SLOTH_OK : sloth__fail(SLOTH_E_DEVICE, "OpenCL: clEnqueueFillBuffer failed (%d)", (int)e);
   }
   CLBlastTranspose ta = g->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
@@ -254,27 +285,14 @@ int sloth__clblast_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer 
   CLBlastStatusCode s;
   size_t sa, sb, sc;
   const char *routine;
-  if (g->batch == 1) {
-    routine = "CLBlastSgemm";
-    s = CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, g->alpha, A, g->a_offsets[0], g->lda, B,
-                     g->b_offsets[0], g->ldb, g->beta, C, g->c_offsets[0], g->ldc, &dev->queue, NULL);
-  } else if (strided(g->a_offsets, g->batch, &sa) && strided(g->b_offsets, g->batch, &sb) &&
-             strided(g->c_offsets, g->batch, &sc)) {
-    routine = "CLBlastSgemmStridedBatched";
-    s = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, g->alpha, A, g->a_offsets[0], g->lda,
-                                   sa, B, g->b_offsets[0], g->ldb, sb, g->beta, C, g->c_offsets[0], g->ldc, sc, g->batch,
-                                   &dev->queue, NULL);
+  if (g->dtype == SLOTH_F64) CLBLAST_GEMM(D, double, g->alpha, g->beta);
+  else if (g->dtype == SLOTH_F16) {
+    /* Hgemm (fp16 devices only: core computes f16 in f32 elsewhere) */
+    const cl_half alpha = sloth__f32_to_f16((float)g->alpha), beta = sloth__f32_to_f16((float)g->beta);
+    CLBLAST_GEMM(H, cl_half, alpha, beta);
   } else {
-    routine = "CLBlastSgemmBatched";
-    float *alphas = malloc(g->batch * sizeof *alphas), *betas = malloc(g->batch * sizeof *betas);
-    if (!alphas || !betas) {
-      free(alphas), free(betas);
-      return sloth__fail(SLOTH_E_NOMEM, "out of host memory (GEMM batch)");
-    }
-    for (size_t i = 0; i < g->batch; i++) alphas[i] = g->alpha, betas[i] = g->beta;
-    s = CLBlastSgemmBatched(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, alphas, A, g->a_offsets, g->lda, B,
-                            g->b_offsets, g->ldb, betas, C, g->c_offsets, g->ldc, g->batch, &dev->queue, NULL);
-    free(alphas), free(betas);
+    const float alpha = (float)g->alpha, beta = (float)g->beta;
+    CLBLAST_GEMM(S, float, alpha, beta);
   }
   if (s != CLBlastSuccess)
     return sloth__fail(s == CLBlastTempBufferAllocFailure || s == CLBlastOpenCLOutOfResources ? SLOTH_E_NOMEM : SLOTH_E_DEVICE,

@@ -3,8 +3,8 @@
  *
  * On a CPU device (POCL) an OpenCL buffer is host memory: clEnqueueMapBuffer
  * hands back a pointer to it without a copy. Mapping waits for the work queued
- * before (the queue is in order), cblas_sgemm runs on the mapped pointers, and
- * the unmap is queued before any later work. On this machine's two cores that
+ * before (the queue is in order), cblas_sgemm (cblas_dgemm for f64) runs on
+ * the mapped pointers, and the unmap is queued before any later work. On this machine's two cores that
  * runs near OpenBLAS's own speed (~170 GFLOP/s from n = 512), where CLBlast's
  * kernels compiled by POCL reach 10-15 GFLOP/s with default parameters and
  * ~25-50 tuned: see docs/gemm.md for the measurements.
@@ -58,6 +58,15 @@ int sloth__opencl_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *
   return sloth__clblast_gemm(dev, g, a, b, c);
 }
 
+bool sloth__opencl_gemm_dtype(sloth__device *dev, sloth_dtype dt) {
+  switch (dt) {
+  case SLOTH_F32: return true;
+  case SLOTH_F64: return dev->fp64;
+  case SLOTH_F16: return dev->gemm_path == SLOTH__GEMM_CLBLAST && dev->fp16;
+  default: return false;
+  }
+}
+
 #ifndef SLOTH_HAVE_CBLAS
 
 int sloth__host_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c) {
@@ -73,7 +82,7 @@ typedef struct mapping {
   cl_mem mem;
   size_t lo, hi; /* elements */
   cl_map_flags flags;
-  float *p;      /* mapped pointer to element lo */
+  char *p;       /* mapped pointer to element lo */
 } mapping;
 
 static void touch(mapping *maps, int *nmaps, cl_mem mem, size_t lo, size_t hi, cl_map_flags flags) {
@@ -87,9 +96,10 @@ static void touch(mapping *maps, int *nmaps, cl_mem mem, size_t lo, size_t hi, c
   maps[(*nmaps)++] = (mapping){mem, lo, hi, flags, NULL};
 }
 
-static float *at(const mapping *maps, int nmaps, cl_mem mem, size_t offset) {
+/* element `offset` (of es bytes) of a mapped buffer */
+static void *at(const mapping *maps, int nmaps, cl_mem mem, size_t offset, size_t es) {
   for (int i = 0; i < nmaps; i++)
-    if (maps[i].mem == mem) return maps[i].p + (offset - maps[i].lo);
+    if (maps[i].mem == mem) return maps[i].p + (offset - maps[i].lo) * es;
   return NULL;
 }
 
@@ -117,7 +127,10 @@ static bool fix_ld(size_t *ld, size_t rows, size_t cols) {
 }
 
 int sloth__host_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c) {
-  if (g->dtype != SLOTH_F32) return sloth__fail(SLOTH_E_UNSUPPORTED, "host GEMM: dtype %s not supported", sloth_dtype_name(g->dtype));
+  if (g->dtype != SLOTH_F32 && g->dtype != SLOTH_F64)
+    return sloth__fail(SLOTH_E_UNSUPPORTED, "host GEMM: dtype %s not supported", sloth_dtype_name(g->dtype));
+  const size_t es = sloth_dtype_size(g->dtype);
+  const bool dbl = g->dtype == SLOTH_F64;
   if (g->m == 0 || g->n == 0 || g->batch == 0) return SLOTH_OK;
   if (g->m > INT32_MAX || g->n > INT32_MAX || g->k > INT32_MAX)
     return sloth__fail(SLOTH_E_UNSUPPORTED, "host GEMM: a dimension exceeds CBLAS's int (m=%zu n=%zu k=%zu)", g->m, g->n, g->k);
@@ -153,7 +166,7 @@ int sloth__host_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a,
     cl_int e;
     mapping *mp = &maps[mapped];
     mp->p = clEnqueueMapBuffer(dev->queue, mp->mem, mapped == nmaps - 1 ? CL_TRUE : CL_FALSE, mp->flags,
-                               mp->lo * sizeof(float), (mp->hi - mp->lo) * sizeof(float), 0, NULL, NULL, &e);
+                               mp->lo * es, (mp->hi - mp->lo) * es, 0, NULL, NULL, &e);
     if (e != CL_SUCCESS) {
       rc = sloth__fail(SLOTH_E_DEVICE, "host GEMM: clEnqueueMapBuffer failed (%d)", (int)e);
       break;
@@ -163,16 +176,25 @@ int sloth__host_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a,
   if (rc == SLOTH_OK) {
     if (g->k == 0) { /* an empty sum: C = beta * C, as CBLAS would do */
       for (size_t z = 0; z < g->batch; z++) {
-        float *C = at(maps, nmaps, (cl_mem)c, g->c_offsets[z]);
+        void *C = at(maps, nmaps, (cl_mem)c, g->c_offsets[z], es);
         for (size_t i = 0; i < g->m; i++)
-          for (size_t j = 0; j < g->n; j++) C[i * ldc + j] = g->beta == 0 ? 0.0f : g->beta * C[i * ldc + j];
+          for (size_t j = 0; j < g->n; j++) {
+            if (dbl) ((double *)C)[i * ldc + j] = g->beta == 0 ? 0.0 : g->beta * ((double *)C)[i * ldc + j];
+            else ((float *)C)[i * ldc + j] = g->beta == 0 ? 0.0f : (float)g->beta * ((float *)C)[i * ldc + j];
+          }
       }
     } else {
       enum CBLAS_TRANSPOSE ta = g->trans_a ? CblasTrans : CblasNoTrans, tb = g->trans_b ? CblasTrans : CblasNoTrans;
-      for (size_t z = 0; z < g->batch; z++)
-        cblas_sgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)g->k, g->alpha,
-                    at(maps, nmaps, (cl_mem)a, g->a_offsets[z]), (int)lda, at(maps, nmaps, (cl_mem)b, g->b_offsets[z]),
-                    (int)ldb, g->beta, at(maps, nmaps, (cl_mem)c, g->c_offsets[z]), (int)ldc);
+      for (size_t z = 0; z < g->batch; z++) {
+        void *A = at(maps, nmaps, (cl_mem)a, g->a_offsets[z], es), *B = at(maps, nmaps, (cl_mem)b, g->b_offsets[z], es);
+        void *C = at(maps, nmaps, (cl_mem)c, g->c_offsets[z], es);
+        if (dbl)
+          cblas_dgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)g->k, g->alpha, A, (int)lda, B, (int)ldb, g->beta,
+                      C, (int)ldc);
+        else
+          cblas_sgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)g->k, (float)g->alpha, A, (int)lda, B, (int)ldb,
+                      (float)g->beta, C, (int)ldc);
+      }
     }
   }
 

@@ -148,6 +148,8 @@ static int cl_open(int index, sloth__device **out) {
   cl_device_type type = 0;
   clGetDeviceInfo(dev->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
   dev->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
+  sloth_device_info info;
+  if (ocl_device_info(index, &info) == SLOTH_OK) dev->fp16 = info.fp16, dev->fp64 = info.fp64;
   int rc = sloth__opencl_gemm_choose(dev); /* SLOTH_GEMM: a bad value fails here, at init */
   if (rc != SLOTH_OK) {
     cl_close(dev);
@@ -270,4 +272,5 @@ const sloth__backend sloth__opencl_backend = {
     .launch = cl_launch,
     .finish = cl_finish,
     .gemm = sloth__opencl_gemm,
+    .gemm_dtype = sloth__opencl_gemm_dtype,
 };

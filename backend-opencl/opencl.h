@@ -13,6 +13,7 @@ struct sloth__device {
   cl_context context;
   cl_command_queue queue;
   bool is_cpu;        /* CL_DEVICE_TYPE_CPU: buffers live in host memory */
+  bool fp16, fp64;    /* cl_khr_fp16, cl_khr_fp64 */
   int gemm_path;      /* SLOTH__GEMM_CLBLAST or SLOTH__GEMM_HOST, chosen at open (hostblas.c) */
   bool clblast_tuned; /* the tuning cache was looked up (clblast.c) */
 };
@@ -38,5 +39,9 @@ int sloth__opencl_gemm_choose(sloth__device *dev);
 const char *sloth__opencl_gemm_path_name(const sloth__device *dev);
 int sloth__host_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c);
 int sloth__opencl_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c);
+/* The dtypes gemm takes: f32; f64 on fp64 devices (CLBlast Dgemm, or the
+ * host's cblas_dgemm); f16 through CLBlast Hgemm on fp16 devices (the host
+ * path has no f16 GEMM: core then computes in f32). */
+bool sloth__opencl_gemm_dtype(sloth__device *dev, sloth_dtype dt);
 
 #endif

@@ -38,7 +38,8 @@ typedef struct sloth__launch {
 /* One GEMM call on row-major matrices, for each batch b:
  *   C[b] (m x n) = alpha * op(A[b]) (m x k) * op(B[b]) (k x n) + beta * C[b]
  * op() transposes when trans_* is set (the matrix is stored k x m / n x k).
- * Offsets are per batch, in elements. */
+ * Offsets are per batch, in elements. dtype is that of A, B and C: f32, or
+ * f64 / f16 where the backend's gemm_dtype says so. */
 typedef struct sloth__gemm {
   sloth_dtype dtype;
   bool trans_a, trans_b;
@@ -46,7 +47,7 @@ typedef struct sloth__gemm {
   size_t lda, ldb, ldc;
   size_t batch;
   const size_t *a_offsets, *b_offsets, *c_offsets;
-  float alpha, beta;
+  double alpha, beta;
 } sloth__gemm;
 
 typedef struct sloth__backend {
@@ -80,6 +81,9 @@ typedef struct sloth__backend {
   int (*finish)(sloth__device *dev);
   /* Matrix products through the vendor BLAS (NULL: unsupported). */
   int (*gemm)(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c);
+  /* Whether gemm takes operands of dtype dt (NULL: f32 only). matmul of f16
+   * on a backend that says no runs as an f32 GEMM between casts. */
+  bool (*gemm_dtype)(sloth__device *dev, sloth_dtype dt);
 } sloth__backend;
 
 /* The compiled-in backends, in the order SLOTH_DEVICE's default looks at them. */

@@ -35,7 +35,20 @@ typedef struct dialect {
   const char *scratch_decl;  /* statement declaring it in the body, or "" */
   const char *local;         /* qualifier of pointers into it */
   const char *atomics;       /* sl_atomic_add_f / sl_atomic_add_i, added when a kernel scatters */
+  /* Other dtypes: each piece is added only to kernels that use the dtype,
+   * so the source of f32/i32/u8/bool kernels does not change. */
+  const char *fp64_enable;   /* first line of kernels that use double, or "" */
+  const char *math_f64;      /* sld_exp ... (the sl_* math on doubles: ops.def's code is rewritten) */
+  const char *atomics64;     /* sl_atomic_add_d / sl_atomic_add_l (scatters of f64 and i64) */
+  const char *half_t;        /* storage type of f16 elements (computed in float) */
+  const char *half_fns;      /* slh_round(x): a float rounded to the nearest f16; CUDA: slh_f / slh_h convert */
 } dialect;
+
+/* the math of ops.def on doubles (both dialects have double overloads of these) */
+#define SL_MATH_F64                                                                                               \
+  "#define sld_exp(x) exp(x)\n#define sld_log(x) log(x)\n#define sld_sin(x) sin(x)\n#define sld_cos(x) cos(x)\n" \
+  "#define sld_tanh(x) tanh(x)\n#define sld_pow(x, y) pow(x, y)\n#define sld_erf(x) erf(x)\n"                    \
+  "#define sld_rsqrt(x) rsqrt(x)\n#define sld_rint(x) rint(x)\n"
 
 static const dialect dialects[] = {
     [DIALECT_OPENCL] =
@@ -60,6 +73,17 @@ static const dialect dialects[] = {
                        "  union { uint u; float f; } o, n;\n"
                        "  do { o.f = *p; n.f = o.f + v; } while (atomic_cmpxchg((volatile __global uint *)p, o.u, n.u) != o.u);\n"
                        "}\n#define sl_atomic_add_i(p, v) atomic_add(p, v)\n",
+            .fp64_enable = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n",
+            .math_f64 = SL_MATH_F64,
+            /* 64-bit atomics: cl_khr_int64_base_atomics (a compare-and-swap loop for doubles) */
+            .atomics64 = "#pragma OPENCL EXTENSION cl_khr_int64_base_atomics : enable\n"
+                         "static inline void sl_atomic_add_d(volatile __global double *p, double v) {\n"
+                         "  union { ulong u; double f; } o, n;\n"
+                         "  do { o.f = *p; n.f = o.f + v; } while (atom_cmpxchg((volatile __global ulong *)p, o.u, n.u) != o.u);\n"
+                         "}\n#define sl_atomic_add_l(p, v) atom_add(p, v)\n",
+            /* half pointers, vload_half and vstore_half need no cl_khr_fp16 */
+            .half_t = "half",
+            .half_fns = "static inline float slh_round(float x) { ushort h; vstore_half_rte(x, 0, (half *)&h); return vload_half(0, (const half *)&h); }\n",
         },
     [DIALECT_CUDA] =
         {
@@ -80,6 +104,15 @@ static const dialect dialects[] = {
             .scratch_decl = "  extern __shared__ __align__(16) uchar scratch[];\n", /* read as float/int arrays */
             .local = "",
             .atomics = "#define sl_atomic_add_f(p, v) atomicAdd(p, v)\n#define sl_atomic_add_i(p, v) atomicAdd(p, v)\n",
+            .fp64_enable = "",
+            .math_f64 = SL_MATH_F64,
+            .atomics64 = "#define sl_atomic_add_d(p, v) atomicAdd(p, v)\n"
+                         "#define sl_atomic_add_l(p, v) atomicAdd((unsigned long long *)(p), (unsigned long long)(v))\n",
+            /* f16 as its bits, converted with PTX cvt (no cuda_fp16.h, which NVRTC may not find) */
+            .half_t = "unsigned short",
+            .half_fns = "static __device__ __forceinline__ float slh_f(unsigned short h) { float f; asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h)); return f; }\n"
+                        "static __device__ __forceinline__ unsigned short slh_h(float f) { unsigned short h; asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f)); return h; }\n"
+                        "#define slh_round(x) slh_f(slh_h(x))\n",
         },
 };
 
@@ -95,14 +128,6 @@ static bool use_cpu_math(const dialect *d) {
   if (!d->cpu_math || !cpu_opencl(d)) return false;
   const char *v = sloth__env("SLOTH_CPU_MATH");
   return !v || strcmp(v, "0") != 0;
-}
-
-static const char *ctype(sloth_dtype dt) {
-  switch (dt) {
-  case SLOTH_F32: return "float";
-  case SLOTH_I32: return "int";
-  default: return "uchar";
-  }
 }
 
 /* ------------------------------------------------------------------ context */
@@ -134,6 +159,9 @@ typedef struct cg {
   const sloth__sched_kernel *k; /* the kernel being generated */
   bool uses_rng;                 /* include kernels/philox.cl */
   bool uses_atomics;             /* include the dialect's atomics */
+  bool uses_atomics64;           /* and its 64-bit ones */
+  bool uses_half;                /* f16 values: include half_fns */
+  bool uses_f64;                 /* doubles: fp64_enable and math_f64 */
   bool oom;
 } cg;
 
@@ -198,6 +226,88 @@ static int add_arg(cg *c, sloth__arg_kind kind, int index, sloth_dtype dt) {
   o->args = a;
   a[o->nargs] = (sloth__arg){kind, index, dt, false};
   return o->nargs++;
+}
+
+/* ------------------------------------------------------------------ dtypes
+ *
+ * A dtype has a compute type (values in registers) and a storage type
+ * (buffer elements). They differ for f16: computed in float, stored as half
+ * on OpenCL (read with vload_half, written with vstore_half_rte: neither
+ * needs cl_khr_fp16) and as its bits on CUDA (converted with PTX cvt). */
+
+static const char *ctype(cg *c, sloth_dtype dt) {
+  switch (dt) {
+  case SLOTH_F32: return "float";
+  case SLOTH_F16: c->uses_half = true; return "float";
+  case SLOTH_F64: c->uses_f64 = true; return "double";
+  case SLOTH_I32: return "int";
+  case SLOTH_I64: return "long";
+  default: return "uchar";
+  }
+}
+
+static const char *stype(cg *c, sloth_dtype dt) { return dt == SLOTH_F16 ? c->d->half_t : ctype(c, dt); }
+
+static bool is_cuda(const cg *c) { return c->d == &dialects[DIALECT_CUDA]; }
+
+/* Element idx of buffer argument arg, as its compute type. */
+static char *load_expr(cg *c, sloth_dtype dt, int arg, const char *idx) {
+  if (dt != SLOTH_F16) return fmt(c, "a%d[%s]", arg, idx);
+  c->uses_half = true;
+  return is_cuda(c) ? fmt(c, "slh_f(a%d[%s])", arg, idx) : fmt(c, "vload_half(%s, a%d)", idx, arg);
+}
+
+/* The statement storing val at element idx of buffer argument arg. */
+static char *store_stmt(cg *c, sloth_dtype dt, int arg, const char *idx, const char *val) {
+  if (dt != SLOTH_F16) return fmt(c, "a%d[%s] = %s;", arg, idx, val);
+  c->uses_half = true;
+  return is_cuda(c) ? fmt(c, "a%d[%s] = slh_h(%s);", arg, idx, val) : fmt(c, "vstore_half_rte(%s, %s, a%d);", val, idx, arg);
+}
+
+static bool ident_char(char ch) { return ch == '_' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
+
+/* ops.def's float code for doubles: sl_* math becomes sld_* (double
+ * overloads) and float literals lose their f (0.5f -> 0.5), so constants
+ * keep double precision. */
+static char *double_code(cg *c, const char *code) {
+  sloth__str s = {0};
+  for (const char *p = code; *p;) {
+    bool start = p == code || !ident_char(p[-1]);
+    if (start && strncmp(p, "sl_", 3) == 0) {
+      sloth__str_printf(&s, "sld_");
+      p += 3;
+    } else if (start && (p == code || p[-1] != '$') && ((*p >= '0' && *p <= '9') || (*p == '.' && p[1] >= '0' && p[1] <= '9'))) {
+      const char *q = p; /* a number: digits, '.', an exponent */
+      for (;;) {
+        if ((*q >= '0' && *q <= '9') || *q == '.') q++;
+        else if ((*q == 'e' || *q == 'E') && (q[1] == '-' || q[1] == '+')) q += 2;
+        else if (*q == 'e' || *q == 'E') q++;
+        else break;
+      }
+      sloth__str_printf(&s, "%.*s", (int)(q - p), p);
+      p = q;
+      if ((*p == 'f' || *p == 'F') && !ident_char(p[1])) p++; /* the float suffix */
+    } else sloth__str_printf(&s, "%c", *p++);
+  }
+  if (s.oom) c->oom = true;
+  return s.p ? s.p : xstrdup(c, "");
+}
+
+/* The op code for operands of dtype dt (owned by the caller), or NULL. */
+static char *op_code(cg *c, const sloth__op_info *info, sloth_dtype dt) {
+  const char *code = sloth__is_float(dt) ? info->float_code : info->int_code;
+  if (!code) return NULL;
+  return dt == SLOTH_F64 ? double_code(c, code) : xstrdup(c, code);
+}
+
+/* A scalar kernel argument's type. */
+static const char *scalar_type(cg *c, sloth_dtype dt) {
+  switch (dt) {
+  case SLOTH_F32: case SLOTH_F16: return "float"; /* f16: the f16 value as a float */
+  case SLOTH_F64: return ctype(c, dt);
+  case SLOTH_I64: return "long";
+  default: return "int";
+  }
 }
 
 /* Coordinates of a linear index over (rank, shape); size-1 dims give "0". */
@@ -273,10 +383,14 @@ static char *to_linear(cg *c, const sloth__node *n, const position *ix) {
 
 static int emit(cg *c, const sloth__node *n, const position *ix);
 
-static int new_var(cg *c, const sloth__node *n, const position *ix, const char *expr) {
+/* A variable holding n's value at ix. An f16 value is rounded to f16 unless
+ * `exact` (loads, scalars, selections of f16 values), so it does not depend on
+ * whether the op fused. */
+static int new_var_as(cg *c, const sloth__node *n, const position *ix, const char *expr, bool exact) {
   int v = c->nvars++;
   if (n->dtype == SLOTH_BOOL) sloth__str_printf(&c->body, "  const uchar v%d = (uchar)((%s) != 0);\n", v, expr);
-  else sloth__str_printf(&c->body, "  const %s v%d = (%s)(%s);\n", ctype(n->dtype), v, ctype(n->dtype), expr);
+  else if (n->dtype == SLOTH_F16 && !exact) sloth__str_printf(&c->body, "  const float v%d = slh_round((float)(%s));\n", v, expr);
+  else sloth__str_printf(&c->body, "  const %s v%d = (%s)(%s);\n", ctype(c, n->dtype), v, ctype(c, n->dtype), expr);
   if (c->nmemos == c->capmemos) {
     int cap = c->capmemos ? c->capmemos * 2 : 32;
     memo *m = realloc(c->memos, (size_t)cap * sizeof *m);
@@ -291,13 +405,15 @@ static int new_var(cg *c, const sloth__node *n, const position *ix, const char *
   return v;
 }
 
+static int new_var(cg *c, const sloth__node *n, const position *ix, const char *expr) { return new_var_as(c, n, ix, expr, false); }
+
 /* Loads element ix of a node held in a buffer (an input or a materialized slot). */
 static int emit_load(cg *c, const sloth__node *n, const position *ix) {
   int arg = sloth__graph_is_input(n) ? add_arg(c, ARG_INPUT, -n->order - 1, n->dtype)
                                      : add_arg(c, ARG_MAT, c->s->mat[n->order], n->dtype);
   char *lin = to_linear(c, n, ix);
-  char *e = fmt(c, "a%d[%s]", arg, lin);
-  int v = new_var(c, n, ix, e);
+  char *e = load_expr(c, n->dtype, arg, lin);
+  int v = new_var_as(c, n, ix, e, true);
   free(lin), free(e);
   return v;
 }
@@ -352,7 +468,7 @@ static int emit_pad(cg *c, const sloth__node *n, const position *ix) {
   int v = emit(c, in, &sub);
   int pv = emit(c, n->in[1], ix);
   char *e = fmt(c, "(%s) ? v%d : v%d", valid.p ? valid.p : "1", v, pv);
-  int r_var = new_var(c, n, ix, e);
+  int r_var = new_var_as(c, n, ix, e, true);
   free(e);
   sloth__str_free(&valid);
   index_free(&sub);
@@ -372,7 +488,9 @@ static int emit_gather(cg *c, const sloth__node *n, const position *ix) {
   int err = add_arg(c, ARG_ERROR, 0, SLOTH_I32);
   sloth__str_printf(&c->body, "  if (v%d < 0 || v%d >= %s) a%d[0] = 1;\n", vi, vi, size, err);
   free(sub.c[a]);
-  sub.c[a] = fmt(c, "max(min((%s)v%d, %s - 1), (%s)0)", c->idx_t, vi, size, c->idx_t);
+  if (n->in[1]->dtype == SLOTH_I64) /* clamped as long: a cast first could wrap a huge index into range */
+    sub.c[a] = fmt(c, "(%s)max(min(v%d, (long)%s - 1), (long)0)", c->idx_t, vi, size);
+  else sub.c[a] = fmt(c, "max(min((%s)v%d, %s - 1), (%s)0)", c->idx_t, vi, size, c->idx_t);
   free(size);
   int v = emit(c, in, &sub);
   index_free(&sub);
@@ -394,7 +512,7 @@ static int emit_concat(cg *c, const sloth__node *n, const position *ix) {
   pb.c[ax] = fmt(c, "max(%s - %s, (%s)0)", ca, sa, c->idx_t);
   int va = emit(c, a, &pa), vb = emit(c, b, &pb);
   char *e = fmt(c, "%s < %s ? v%d : v%d", ca, sa, va, vb);
-  int v = new_var(c, n, ix, e);
+  int v = new_var_as(c, n, ix, e, true);
   free(e), free(ca), free(sa);
   index_free(&pa);
   index_free(&pb);
@@ -560,7 +678,7 @@ static int emit(cg *c, const sloth__node *n, const position *ix) {
   if (n->op == OP_SCALAR && sloth__graph_is_input(n)) {
     int arg = add_arg(c, ARG_SCALAR, -n->order - 1, n->dtype);
     char *e = fmt(c, "a%d", arg);
-    int v = new_var(c, n, ix, e);
+    int v = new_var_as(c, n, ix, e, true); /* an f16 scalar arrives rounded */
     free(e);
     return v;
   }
@@ -575,7 +693,7 @@ static int emit(cg *c, const sloth__node *n, const position *ix) {
     char *co[1] = {0};
     to_coords(c, n, ix, co);
     int s0 = emit(c, n->in[0], ix), s1 = emit(c, n->in[1], ix);
-    char *e = fmt(c, "v%d + (%s)%s * v%d", s0, ctype(n->dtype), co[0], s1);
+    char *e = fmt(c, "v%d + (%s)%s * v%d", s0, ctype(c, n->dtype), co[0], s1);
     int v = new_var(c, n, ix, e);
     free(e), free(co[0]);
     return v;
@@ -587,10 +705,10 @@ static int emit(cg *c, const sloth__node *n, const position *ix) {
     for (int i = 0; i < n->nin; i++) vars[i] = emit(c, n->in[i], ix);
     /* operands share one dtype (ops.c casts them); where's condition is bool */
     sloth_dtype odt = n->in[n->nin - 1]->dtype;
-    const char *code = odt == SLOTH_F32 ? info->float_code : info->int_code;
+    char *code = op_code(c, info, odt);
     char *e = subst(c, code ? code : "$0", n->nin, vars);
     int v = new_var(c, n, ix, e ? e : "0");
-    free(e);
+    free(e), free(code);
     return v;
   }
   default: /* a reduction reached here is always materialized */
@@ -601,21 +719,35 @@ static int emit(cg *c, const sloth__node *n, const position *ix) {
 
 /* ------------------------------------------------------------------ kernels */
 
+/* A kernel writing a sloth_assign target in place also reads it (at the
+ * same index): its pointers may alias, so none is declared restrict. */
+static bool writes_an_input(const cg *c) {
+  const sloth__generated *o = c->out;
+  for (int i = 0; i < o->nargs; i++) {
+    if (o->args[i].kind != ARG_MAT || !o->args[i].written || !c->s->inplace) continue;
+    int t = c->s->inplace[o->args[i].index];
+    for (int j = 0; j < o->nargs && t >= 0; j++)
+      if (o->args[j].kind == ARG_INPUT && o->args[j].index == t) return true;
+  }
+  return false;
+}
+
 static void emit_signature(cg *c, sloth__str *src, bool scratch) {
   sloth__generated *o = c->out;
+  const char *restrict_kw = writes_an_input(c) ? "" : c->d->restrict_kw;
   sloth__str_printf(src, "%s %s(", c->d->kernel, o->name);
   for (int i = 0; i < o->nargs; i++) {
     const sloth__arg *a = &o->args[i];
     if (i) sloth__str_printf(src, ", ");
     switch (a->kind) {
     case ARG_MAT:
-      sloth__str_printf(src, "%s%s%s *%s a%d", c->d->global, a->written ? "" : "const ", ctype(a->dtype), c->d->restrict_kw, i);
+      sloth__str_printf(src, "%s%s%s *%s a%d", c->d->global, a->written ? "" : "const ", stype(c, a->dtype), restrict_kw, i);
       break;
     case ARG_INPUT:
-      sloth__str_printf(src, "%sconst %s *%s a%d", c->d->global, ctype(a->dtype), c->d->restrict_kw, i);
+      sloth__str_printf(src, "%sconst %s *%s a%d", c->d->global, stype(c, a->dtype), restrict_kw, i);
       break;
     case ARG_PARAMS: sloth__str_printf(src, "%sconst long *%s P", c->d->global, c->d->restrict_kw); break;
-    case ARG_SCALAR: sloth__str_printf(src, "%s a%d", a->dtype == SLOTH_F32 ? "float" : "int", i); break;
+    case ARG_SCALAR: sloth__str_printf(src, "%s a%d", scalar_type(c, a->dtype), i); break;
     case ARG_ERROR: sloth__str_printf(src, "%sint *a%d", c->d->global, i); break;
     }
   }
@@ -635,8 +767,10 @@ static const char *init_value(sloth__opcode op, sloth_dtype dt) {
   switch (op) {
   case OP_SUM: case OP_MEAN: return "0";
   case OP_PROD: return "1";
-  case OP_MAX: case OP_ARGMAX: return dt == SLOTH_F32 ? "-INFINITY" : dt == SLOTH_I32 ? "(-2147483647 - 1)" : "0";
-  case OP_MIN: case OP_ARGMIN: return dt == SLOTH_F32 ? "INFINITY" : dt == SLOTH_I32 ? "2147483647" : "255";
+  case OP_MAX: case OP_ARGMAX:
+    return sloth__is_float(dt) ? "-INFINITY" : dt == SLOTH_I32 ? "(-2147483647 - 1)" : dt == SLOTH_I64 ? "(-9223372036854775807L - 1)" : "0";
+  case OP_MIN: case OP_ARGMIN:
+    return sloth__is_float(dt) ? "INFINITY" : dt == SLOTH_I32 ? "2147483647" : dt == SLOTH_I64 ? "9223372036854775807L" : "255";
   default: return "0";
   }
 }
@@ -654,7 +788,10 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
     } else kept_shape[nkept++] = x->shape[d];
   }
   bool arg = r->op == OP_ARGMAX || r->op == OP_ARGMIN;
-  const char *acc_t = ctype(x->dtype);
+  const char *acc_t = ctype(c, x->dtype); /* f16 accumulates in float */
+  /* lanes of local memory: 4 bytes (also for u8/bool, see below), 8 for double and long */
+  const bool wide = x->dtype == SLOTH_F64 || x->dtype == SLOTH_I64;
+  const char *lane_t = wide ? acc_t : "float";
   char *pinner = param(c, inner);
   (void)outer;
   sloth__str_printf(&c->body, "  const %s o = (%s)%s;\n  const %s lid = (%s)%s, lsz = (%s)%s;\n", c->idx_t, c->idx_t,
@@ -678,7 +815,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   int memo_mark = c->nmemos;
   int v = emit(c, x, &ix);
   index_free(&ix);
-  const char *code = x->dtype == SLOTH_F32 ? sloth__ops[r->op].float_code : sloth__ops[r->op].int_code;
+  char *code = op_code(c, &sloth__ops[r->op], x->dtype);
   if (arg) {
     const char *cmp = r->op == OP_ARGMAX ? ">" : "<";
     sloth__str_printf(&c->body, "  if (best < 0 || v%d %s acc) { acc = v%d; best = (int)k; }\n", v, cmp, v);
@@ -698,7 +835,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   sloth__str_printf(&c->body, "  %s%s *sv = (%s%s *)scratch;\n", L, acc_t, L, acc_t);
   /* indices after 4 bytes per lane whatever the value type, so they stay
    * aligned for u8/bool values (CUDA faults on a misaligned int) */
-  if (arg) sloth__str_printf(&c->body, "  %sint *si = (%sint *)(scratch + sizeof(float) * lsz);\n", L, L);
+  if (arg) sloth__str_printf(&c->body, "  %sint *si = (%sint *)(scratch + sizeof(%s) * lsz);\n", L, L, lane_t);
   sloth__str_printf(&c->body, "  sv[lid] = acc;\n");
   if (arg) sloth__str_printf(&c->body, "  si[lid] = best;\n");
   sloth__str_printf(&c->body, "  %s;\n  for (%s s = lsz / 2; s > 0; s /= 2) {\n    if (lid < s) {\n", c->d->barrier, c->idx_t);
@@ -717,12 +854,17 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   int out_arg = add_arg(c, ARG_MAT, out_slot, r->dtype);
   c->out->args[out_arg].written = true;
   if (arg) sloth__str_printf(&c->body, "  if (lid == 0) a%d[o] = si[0] < 0 ? 0 : si[0];\n", out_arg);
-  else if (r->op == OP_MEAN) sloth__str_printf(&c->body, "  if (lid == 0) a%d[o] = sv[0] / (float)%s;\n", out_arg, pinner);
-  else sloth__str_printf(&c->body, "  if (lid == 0) a%d[o] = sv[0];\n", out_arg);
+  else {
+    char *val = r->op == OP_MEAN ? fmt(c, "sv[0] / (%s)%s", acc_t, pinner) : xstrdup(c, "sv[0]");
+    char *st = store_stmt(c, r->dtype, out_arg, "o", val ? val : "0");
+    sloth__str_printf(&c->body, "  if (lid == 0) %s\n", st ? st : "");
+    free(val), free(st);
+  }
+  free(code);
   free(pinner);
   c->out->geom.local = local;
   c->out->geom.global = (size_t)outer * local;
-  c->out->geom.local_mem = local * (sizeof(float) + (arg ? sizeof(int) : 0));
+  c->out->geom.local_mem = local * ((wide ? 8 : sizeof(float)) + (arg ? sizeof(int) : 0));
   return SLOTH_OK;
 }
 
@@ -754,12 +896,19 @@ static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
   } else sloth__str_printf(&c->body, "  const %s gid = (%s)%s;\n  if (gid >= %s) return;\n", c->idx_t, c->idx_t, c->d->global_id, pn);
   free(pn);
   position ix = {.linear = true, .lin = xstrdup(c, "gid")};
+  /* every value first, then the stores: an output written in place over an
+   * input must not be stored before another output has loaded that input */
+  int vals[k->noutputs];
+  for (int o = 0; o < k->noutputs; o++) vals[o] = emit(c, c->g->order[k->outputs[o]], &ix);
   for (int o = 0; o < k->noutputs; o++) {
     const sloth__node *node = c->g->order[k->outputs[o]];
-    int v = emit(c, node, &ix);
     int arg = add_arg(c, ARG_MAT, c->s->mat[node->order], node->dtype);
     c->out->args[arg].written = true;
-    sloth__str_printf(&c->body, "  a%d[gid] = v%d;\n", arg, v);
+    char val[16];
+    snprintf(val, sizeof val, "v%d", vals[o]);
+    char *st = store_stmt(c, node->dtype, arg, "gid", val);
+    sloth__str_printf(&c->body, "  %s\n", st ? st : "");
+    free(st);
   }
   index_free(&ix);
   if (chunked) {
@@ -797,7 +946,7 @@ static void gen_scan(cg *c, const sloth__node *r) {
     if (d != a) kept_shape[nkept++] = x->shape[d];
   char *plines = param(c, lines), *plen = param(c, len);
   sloth__str_printf(&c->body, "  const %s o = (%s)%s;\n  if (o >= %s) return;\n  %s acc = 0;\n", c->idx_t, c->idx_t,
-                    c->d->global_id, plines, ctype(r->dtype));
+                    c->d->global_id, plines, ctype(c, r->dtype));
   sloth__str_printf(&c->body, "  for (%s k = 0; k < %s; k++) {\n", c->idx_t, plen);
   char *kept[SLOTH_MAX_RANK] = {0};
   unravel(c, "o", nkept, kept_shape, kept);
@@ -807,12 +956,13 @@ static void gen_scan(cg *c, const sloth__node *r) {
   int v = emit(c, x, &ix);
   char vname[16];
   snprintf(vname, sizeof vname, "v%d", v);
-  const char *code = r->dtype == SLOTH_F32 ? sloth__ops[r->op].float_code : sloth__ops[r->op].int_code;
-  char *e = combine(c, code, "acc", vname);
+  char *code = op_code(c, &sloth__ops[r->op], r->dtype);
+  char *e = code ? combine(c, code, "acc", vname) : NULL;
   char *pos = ravel(c, r->rank, r->shape, ix.c);
   int out = output_arg(c, r);
-  sloth__str_printf(&c->body, "    acc = %s;\n    a%d[%s] = acc;\n  }\n", e ? e : "acc", out, pos);
-  free(e), free(pos), free(plines), free(plen);
+  char *st = store_stmt(c, r->dtype, out, pos ? pos : "0", "acc"); /* f16: summed in float, each prefix rounded */
+  sloth__str_printf(&c->body, "    acc = %s;\n    %s\n  }\n", e ? e : "acc", st ? st : "");
+  free(e), free(pos), free(plines), free(plen), free(code), free(st);
   for (int i = memo_mark; i < c->nmemos; i++) free(c->memos[i].key);
   c->nmemos = memo_mark;
   index_free(&ix);
@@ -823,9 +973,10 @@ static void gen_zero(cg *c, const sloth__node *r) {
   int64_t n = sloth__numel(r->rank, r->shape);
   char *pn = param(c, n);
   int out = output_arg(c, r);
-  sloth__str_printf(&c->body, "  const %s gid = (%s)%s;\n  if (gid < %s) a%d[gid] = 0;\n", c->idx_t, c->idx_t,
-                    c->d->global_id, pn, out);
-  free(pn);
+  char *st = store_stmt(c, r->dtype, out, "gid", "0");
+  sloth__str_printf(&c->body, "  const %s gid = (%s)%s;\n  if (gid < %s) %s\n", c->idx_t, c->idx_t, c->d->global_id, pn,
+                    st ? st : "");
+  free(pn), free(st);
   set_1d_geometry(c, n);
 }
 
@@ -847,11 +998,16 @@ static void gen_scatter(cg *c, const sloth__node *r) {
   int err = add_arg(c, ARG_ERROR, 0, SLOTH_I32);
   sloth__str_printf(&c->body, "  if (v%d < 0 || v%d >= %s) a%d[0] = 1;\n", vi, vi, size, err);
   free(at.c[a]);
-  at.c[a] = fmt(c, "max(min((%s)v%d, %s - 1), (%s)0)", c->idx_t, vi, size, c->idx_t);
+  if (idx->dtype == SLOTH_I64) at.c[a] = fmt(c, "(%s)max(min(v%d, (long)%s - 1), (long)0)", c->idx_t, vi, size);
+  else at.c[a] = fmt(c, "max(min((%s)v%d, %s - 1), (%s)0)", c->idx_t, vi, size, c->idx_t);
   char *pos = ravel(c, r->rank, r->shape, at.c);
   int out = output_arg(c, r);
   c->uses_atomics = true;
-  sloth__str_printf(&c->body, "  %s(&a%d[%s], v%d);\n", r->dtype == SLOTH_F32 ? "sl_atomic_add_f" : "sl_atomic_add_i", out, pos, vs);
+  /* ops.c accumulates in f32, f64, i32 or i64 */
+  const char *add = r->dtype == SLOTH_F32 ? "sl_atomic_add_f" : r->dtype == SLOTH_F64 ? "sl_atomic_add_d"
+                  : r->dtype == SLOTH_I64 ? "sl_atomic_add_l" : "sl_atomic_add_i";
+  if (r->dtype == SLOTH_F64 || r->dtype == SLOTH_I64) c->uses_atomics64 = true;
+  sloth__str_printf(&c->body, "  %s(&a%d[%s], v%d);\n", add, out, pos, vs);
   free(size), free(pos);
   index_free(&at);
   index_free(&lin);
@@ -912,10 +1068,18 @@ int sloth__codegen_dialect(const sloth__graph *g, const sloth__schedule *s, int 
   /* the CPU math (~230 lines) only where the body calls an sl_ function:
    * dumped kernels stay readable and the compiler parses less */
   const bool math = c.body.p && strstr(c.body.p, "sl_");
+  sloth__str sig = {0}; /* first: it notes the dtypes of the arguments too */
+  emit_signature(&c, &sig, k->kind == SCHED_REDUCE);
+  if (c.uses_f64) sloth__str_printf(src, "%s", c.d->fp64_enable);
   sloth__str_printf(src, "%s%s", c.d->prelude, !use_cpu_math(c.d) ? c.d->math : math ? c.d->cpu_math : "");
+  if (c.uses_f64) sloth__str_printf(src, "%s", c.d->math_f64);
+  if (c.uses_half) sloth__str_printf(src, "%s", c.d->half_fns);
   if (c.uses_rng) sloth__str_printf(src, "%s", sloth__philox_cl);
   if (c.uses_atomics) sloth__str_printf(src, "%s", c.d->atomics);
-  emit_signature(&c, src, k->kind == SCHED_REDUCE);
+  if (c.uses_atomics64) sloth__str_printf(src, "%s", c.d->atomics64);
+  sloth__str_printf(src, "%s", sig.p ? sig.p : "");
+  if (sig.oom) c.oom = true;
+  sloth__str_free(&sig);
   sloth__str_printf(src, "%s", k->kind == SCHED_REDUCE ? c.d->scratch_decl : "");
   sloth__str_printf(src, "%s%s}\n", c.params_decl.p ? c.params_decl.p : "", c.body.p ? c.body.p : "");
   for (int i = 0; i < c.nmemos; i++) free(c.memos[i].key);

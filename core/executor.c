@@ -4,6 +4,7 @@
 #include "lower.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ typedef struct plan {
   int nmat;
   int *mat_node;     /* slot -> order index */
   size_t *mat_bytes;
+  int *inplace;      /* slot -> input index of its sloth_assign target, or -1 */
+  bool has_inplace;
   struct plan *lru_prev, *lru_next, *hash_next;
 } plan;
 
@@ -70,6 +73,7 @@ static void plan_free(plan *p) {
   free(p->kernels);
   free(p->mat_node);
   free(p->mat_bytes);
+  free(p->inplace);
   free(p);
 }
 
@@ -233,6 +237,20 @@ typedef struct leaf_key {
   int64_t shape[SLOTH_MAX_RANK];
 } leaf_key;
 
+/* Adds a leaf to the graph's inputs; the key gets its kind, dtype and shape. */
+static int add_input(sloth__graph *g, sloth__node *in, int *cap_inputs, sloth__hasher *h) {
+  in->order = -(g->ninputs + 1);
+  leaf_key lk;
+  memset(&lk, 0, sizeof lk);
+  lk.kind = in->op == OP_SCALAR ? 1 : 0;
+  lk.dtype = in->dtype;
+  lk.rank = in->rank;
+  memcpy(lk.shape, in->shape, sizeof lk.shape);
+  sloth__hasher_add(h, "I", 1);
+  sloth__hasher_add(h, &lk, sizeof lk);
+  return push((void **)&g->inputs, &g->ninputs, cap_inputs, in);
+}
+
 static int graph_build(sloth__node *const *roots, int nroots, sloth__graph *g, sloth__hasher *h) {
   memset(g, 0, sizeof *g);
   uint64_t id = ++walk_id;
@@ -261,16 +279,7 @@ static int graph_build(sloth__node *const *roots, int nroots, sloth__graph *g, s
         if (in->mark == id) continue;
         in->mark = id;
         if (sloth__node_is_leaf(in)) {
-          in->order = -(g->ninputs + 1);
-          rc = push((void **)&g->inputs, &g->ninputs, &cap_inputs, in);
-          leaf_key lk;
-          memset(&lk, 0, sizeof lk);
-          lk.kind = in->op == OP_SCALAR ? 1 : 0;
-          lk.dtype = in->dtype;
-          lk.rank = in->rank;
-          memcpy(lk.shape, in->shape, sizeof lk.shape);
-          sloth__hasher_add(h, "I", 1);
-          sloth__hasher_add(h, &lk, sizeof lk);
+          rc = add_input(g, in, &cap_inputs, h);
           continue;
         }
         if (top == cap_stack) {
@@ -288,8 +297,15 @@ static int graph_build(sloth__node *const *roots, int nroots, sloth__graph *g, s
       top--;
       x->order = g->n;
       rc = push((void **)&g->order, &g->n, &cap_order, x);
-      int32_t refs[3] = {0, 0, 0};
+      int32_t refs[4] = {0, 0, 0, 0};
       for (int i = 0; i < x->nin; i++) refs[i] = x->in[i]->order;
+      if (x->target && rc == SLOTH_OK) { /* an in-place write: the target is an input too */
+        if (x->target->mark != id) {
+          x->target->mark = id;
+          rc = add_input(g, x->target, &cap_inputs, h);
+        }
+        refs[3] = x->target->order;
+      }
       sloth__hasher_add(h, "N", 1);
       sloth__hasher_add(h, &x->local_hash, sizeof x->local_hash);
       sloth__hasher_add(h, refs, sizeof refs);
@@ -378,8 +394,10 @@ static int plan_build(const sloth__graph *g, plan **out) {
   p->nmat = s.nmat;
   p->mat_node = malloc((size_t)(s.nmat ? s.nmat : 1) * sizeof *p->mat_node);
   p->mat_bytes = malloc((size_t)(s.nmat ? s.nmat : 1) * sizeof *p->mat_bytes);
+  p->inplace = s.inplace;
+  s.inplace = NULL;
   p->kernels = calloc((size_t)(s.nkernels ? s.nkernels : 1), sizeof *p->kernels);
-  if (!p->mat_node || !p->mat_bytes || !p->kernels) {
+  if (!p->mat_node || !p->mat_bytes || !p->kernels || !p->inplace) {
     rc = sloth__fail(SLOTH_E_NOMEM, "out of host memory (plan)");
     goto fail;
   }
@@ -387,6 +405,7 @@ static int plan_build(const sloth__graph *g, plan **out) {
     const sloth__node *x = g->order[s.mat_node[m]];
     p->mat_node[m] = s.mat_node[m];
     p->mat_bytes[m] = (size_t)sloth__numel(x->rank, x->shape) * sloth_dtype_size(x->dtype);
+    p->has_inplace |= p->inplace && p->inplace[m] >= 0;
   }
   for (int k = 0; k < s.nkernels; k++) {
     if (s.kernels[k].kind == SCHED_GEMM) {
@@ -468,12 +487,96 @@ static int check_error_word(void) {
                                       "(the affected elements read the nearest valid index)");
 }
 
+/* Which in-place targets of this run can give their buffer to the node
+ * written into them: those whose old elements nobody can read after the run.
+ * A target is still needed when something outside this graph holds it (a
+ * tensor, a pending node), or when a node of this graph that stays pending
+ * (held from outside, not materialized by the plan) reaches it through
+ * other such nodes. steal[m] is the target input index, or -1. */
+static int plan_steals(const plan *p, const sloth__graph *g, int *steal) {
+  int n = g->n, rc = SLOTH_OK;
+  int *edges = calloc((size_t)n + (size_t)g->ninputs + 1, sizeof *edges); /* in-graph references per node */
+  char *alive = calloc((size_t)(n ? n : 1), 1);
+  bool *materialized = calloc((size_t)(n ? n : 1), sizeof *materialized);
+  if (!edges || !alive || !materialized) {
+    rc = sloth__fail(SLOTH_E_NOMEM, "out of host memory (run)");
+    goto out;
+  }
+  int *input_edges = edges + n;
+  for (int m = 0; m < p->nmat; m++) materialized[p->mat_node[m]] = true;
+  for (int i = 0; i < n; i++) {
+    const sloth__node *x = g->order[i];
+    for (int j = 0; j < x->nin; j++) {
+      if (sloth__graph_is_input(x->in[j])) input_edges[-x->in[j]->order - 1]++;
+      else edges[x->in[j]->order]++;
+    }
+    if (x->target) input_edges[-x->target->order - 1]++;
+  }
+  /* consumers come after producers: walking backwards, a node's liveness is
+   * known before its operands are looked at. The sync holds one reference. */
+  for (int i = n - 1; i >= 0; i--) {
+    const sloth__node *x = g->order[i];
+    if (materialized[i]) continue;
+    if (x->refcount - edges[i] - 1 > 0) alive[i] = 1;
+    if (!alive[i]) continue;
+    for (int j = 0; j < x->nin; j++) {
+      const sloth__node *in = x->in[j];
+      if (sloth__graph_is_input(in)) input_edges[-in->order - 1] = -1000000; /* read after the run */
+      else alive[in->order] = 1;
+    }
+  }
+  for (int m = 0; m < p->nmat; m++) {
+    int t = p->inplace[m];
+    steal[m] = -1;
+    if (t < 0) continue;
+    const sloth__node *target = g->inputs[t];
+    if (target->buf && input_edges[t] >= 0 && target->refcount == input_edges[t]) steal[m] = t;
+  }
+out:
+  free(edges), free(alive), free(materialized);
+  return rc;
+}
+
+/* A scalar kernel argument's bytes (codegen.c's scalar_type): float for f32
+ * and f16 (the value rounded to f16), double, long (saturated), else int.
+ * A bool scalar is "!= 0" (0.5 is true), as in scalar_to_host. */
+static size_t scalar_arg(sloth_dtype dt, double v, unsigned char *out) {
+  switch (dt) {
+  case SLOTH_F32: case SLOTH_F16: {
+    float f = dt == SLOTH_F16 ? sloth__f16_to_f32(sloth__f32_to_f16((float)v)) : (float)v;
+    memcpy(out, &f, sizeof f);
+    return sizeof f;
+  }
+  case SLOTH_F64: memcpy(out, &v, sizeof v); return sizeof v;
+  case SLOTH_I64: {
+    int64_t l = isnan(v) ? 0 : v >= 0x1p63 ? INT64_MAX : v <= -0x1p63 ? INT64_MIN : (int64_t)v;
+    memcpy(out, &l, sizeof l);
+    return sizeof l;
+  }
+  default: {
+    int32_t iv = dt == SLOTH_BOOL ? (v != 0) : (int32_t)v;
+    memcpy(out, &iv, sizeof iv);
+    return sizeof iv;
+  }
+  }
+}
+
 static int plan_run(const plan *p, const sloth__graph *g) {
   uint64_t t0 = sloth__now_ns();
   sloth__dbuf **bufs = calloc((size_t)(p->nmat ? p->nmat : 1), sizeof *bufs);
-  if (!bufs) return sloth__fail(SLOTH_E_NOMEM, "out of host memory (run)");
+  int *steal = malloc((size_t)(p->nmat ? p->nmat : 1) * sizeof *steal);
+  if (!bufs || !steal) {
+    free(bufs), free(steal);
+    return sloth__fail(SLOTH_E_NOMEM, "out of host memory (run)");
+  }
   int rc = SLOTH_OK;
+  for (int m = 0; m < p->nmat; m++) steal[m] = -1;
+  if (p->has_inplace) rc = plan_steals(p, g, steal);
   for (int m = 0; m < p->nmat && rc == SLOTH_OK; m++) {
+    if (steal[m] >= 0) {
+      bufs[m] = g->inputs[steal[m]]->buf; /* written in place */
+      continue;
+    }
     bufs[m] = sloth__buffer_get(p->mat_bytes[m]);
     if (p->mat_bytes[m] && !bufs[m]) rc = sloth_last_status() ? sloth_last_status() : SLOTH_E_NOMEM;
   }
@@ -499,20 +602,10 @@ static int plan_run(const plan *p, const sloth__graph *g) {
       case ARG_INPUT: a[i].buffer = g->inputs[s->index]->buf ? g->inputs[s->index]->buf->mem : NULL; break;
       case ARG_PARAMS: a[i].buffer = pk->params ? pk->params->mem : NULL; break;
       case ARG_ERROR: a[i].buffer = error_buffer(); break;
-      case ARG_SCALAR: {
-        double v = g->inputs[s->index]->scalar;
+      case ARG_SCALAR:
         a[i].kind = KARG_BYTES;
-        a[i].size = 4;
-        if (s->dtype == SLOTH_F32) {
-          float f = (float)v;
-          memcpy(a[i].value, &f, 4);
-        } else {
-          /* a bool scalar is "!= 0" (0.5 is true), as in scalar_to_host */
-          int32_t iv = s->dtype == SLOTH_BOOL ? (v != 0) : (int32_t)v;
-          memcpy(a[i].value, &iv, 4);
-        }
+        a[i].size = scalar_arg(s->dtype, g->inputs[s->index]->scalar, a[i].value);
         break;
-      }
       }
     }
     rc = sloth__rt.backend->launch(sloth__rt.dev, pk->kernel, &pk->geom, pk->nargs, a);
@@ -520,14 +613,19 @@ static int plan_run(const plan *p, const sloth__graph *g) {
     sloth__count(CTR_KERNEL_LAUNCH, 1);
   }
   if (rc != SLOTH_OK) {
-    for (int m = 0; m < p->nmat; m++) sloth__buffer_put(bufs[m]);
-    free(bufs);
+    for (int m = 0; m < p->nmat; m++)
+      if (steal[m] < 0) sloth__buffer_put(bufs[m]);
+    free(bufs), free(steal);
     return rc;
   }
   /* Attach results. Slots are in execution order, and materializing a node
-   * drops its operands, so attach from the last one back. */
-  for (int m = p->nmat - 1; m >= 0; m--) sloth__node_materialize(g->order[p->mat_node[m]], bufs[m]);
-  free(bufs);
+   * drops its operands, so attach from the last one back. A target whose
+   * buffer was written in place gives it up (nothing reads it any more). */
+  for (int m = p->nmat - 1; m >= 0; m--) {
+    if (steal[m] >= 0) g->inputs[steal[m]]->buf = NULL;
+    sloth__node_materialize(g->order[p->mat_node[m]], bufs[m]);
+  }
+  free(bufs), free(steal);
   sloth__count(CTR_EXECUTE_NS, (int64_t)(sloth__now_ns() - t0));
   return SLOTH_OK;
 }
@@ -608,6 +706,9 @@ static void scalar_to_host(const sloth__node *n, void *dst) {
   case SLOTH_F32: *(float *)dst = (float)n->scalar; break;
   case SLOTH_I32: *(int32_t *)dst = (int32_t)n->scalar; break;
   case SLOTH_U8: *(uint8_t *)dst = (uint8_t)n->scalar; break;
+  case SLOTH_F16: *(uint16_t *)dst = sloth__f32_to_f16((float)n->scalar); break;
+  case SLOTH_F64: *(double *)dst = n->scalar; break;
+  case SLOTH_I64: scalar_arg(SLOTH_I64, n->scalar, dst); break;
   default: *(uint8_t *)dst = n->scalar != 0; break;
   }
 }

@@ -41,11 +41,30 @@ typedef enum sloth__op_kind {
 typedef enum sloth__dtype_rule { RULE_SAME, RULE_FLOAT, RULE_BOOL, RULE_LOGIC } sloth__dtype_rule;
 
 typedef enum sloth__opcode {
-#define OP(id, name, kind, rule, fcode, icode) OP_##id,
+#define OP(id, name, kind, rule, fcode, icode, grad) OP_##id,
 #include "ops.def"
 #undef OP
   OP_COUNT
 } sloth__opcode;
+
+/* What a gradient rule (core/grad.c) gets and gives: the op's node (attrs
+ * and shape only: its operands may be gone if a sync ran meanwhile), its
+ * value and operands as tensors, the gradient of its output; it sets gin[i]
+ * to the gradient of operand i (borrowed: the engine takes a reference), or
+ * leaves it NULL when none flows. Rules run under the (recursive) lock and
+ * compose public ops, so gradients are lazy and fuse like any other op. */
+typedef struct sloth__grad_args {
+  const struct sloth__node *node;
+  sloth_tensor *out;
+  sloth_tensor *in[3];
+  sloth_tensor *g;
+  bool need[3];         /* operand i leads to a requested gradient */
+  sloth_tensor *gin[3];
+} sloth__grad_args;
+typedef int sloth__grad_fn(sloth__grad_args *a);
+#define OP(id, name, kind, rule, fcode, icode, grad) sloth__grad_fn grad;
+#include "ops.def"
+#undef OP
 
 typedef struct sloth__op_info {
   const char *name;
@@ -53,6 +72,7 @@ typedef struct sloth__op_info {
   sloth__dtype_rule rule;
   const char *float_code;
   const char *int_code;
+  sloth__grad_fn *grad;
 } sloth__op_info;
 
 extern const sloth__op_info sloth__ops[OP_COUNT];
@@ -93,6 +113,10 @@ struct sloth__node {
   int depth;                  /* longest pending path down to data; 0 once materialized */
   bool materialized;          /* holds device data (buf; NULL for zero-size) */
   sloth__dbuf *buf;           /* device data once materialized (contiguous, row-major) */
+  /* sloth_assign: a materialized node whose buffer this node's result is
+   * written into, when nothing else needs the old elements (executor.c) */
+  sloth__node *target;
+  bool trimmed;               /* materialized by SLOTH_MAX_DEPTH trimming: autograd cannot see through */
   uint64_t id;
   /* scratch used by one graph walk at a time (under the global lock) */
   uint64_t mark;
@@ -131,6 +155,9 @@ bool sloth__tensor_ok(const sloth_tensor *t);
 bool sloth__tensor_valid(const sloth_tensor *t);
 /* Normalizes a possibly negative axis; records an error naming `what`. */
 int sloth__norm_axis(int axis, int rank, const char *what);
+/* Puts a tensor that is in no scope into the thread's innermost scope, as
+ * if it had been created there (results built inside a private scope). */
+void sloth__scope_adopt(sloth_tensor *t);
 /* Iterates the registry of live tensors. */
 sloth_tensor *sloth__tensor_first(void);
 
@@ -201,6 +228,14 @@ uint64_t sloth__now_ns(void);
 void *sloth__xmalloc(size_t n);  /* NULL + error on failure */
 void *sloth__xcalloc(size_t n, size_t size);
 const char *sloth__env(const char *name); /* getenv, with "" treated as unset */
+
+/* dtypes (util.c) */
+static inline bool sloth__is_float(sloth_dtype dt) { return dt == SLOTH_F32 || dt == SLOTH_F16 || dt == SLOTH_F64; }
+uint16_t sloth__f32_to_f16(float f); /* round to nearest even */
+float sloth__f16_to_f32(uint16_t h);
+/* SLOTH_OK, or SLOTH_E_UNSUPPORTED with a message naming `what` when the
+ * device cannot compute in dt (f64 without fp64). */
+int sloth__dtype_supported(sloth_dtype dt, const char *what);
 
 /* Growable string used by the code generator and the dumpers. */
 typedef struct sloth__str {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 const sloth__op_info sloth__ops[OP_COUNT] = {
-#define OP(id, nm, kind, rule, fcode, icode) [OP_##id] = {nm, KIND_##kind, RULE_##rule, fcode, icode},
+#define OP(id, nm, kind, rule, fcode, icode, grad) [OP_##id] = {nm, KIND_##kind, RULE_##rule, fcode, icode, grad},
 #include "ops.def"
 #undef OP
 };
@@ -82,6 +82,7 @@ void sloth__node_release(sloth__node *n) {
       if (top < 64) stack[top++] = x->in[i];
       else sloth__node_release(x->in[i]);
     }
+    if (x->target) sloth__node_release(x->target);
     if (x->buf) sloth__buffer_put(x->buf);
     free(x);
   }
@@ -95,4 +96,6 @@ void sloth__node_materialize(sloth__node *n, sloth__dbuf *b) {
   for (int i = 0; i < n->nin; i++) sloth__node_release(n->in[i]);
   n->nin = 0;
   memset(n->in, 0, sizeof n->in);
+  if (n->target) sloth__node_release(n->target);
+  n->target = NULL;
 }

@@ -39,6 +39,8 @@ typedef struct sloth__schedule {
   int *mat;                      /* per order index: materialized slot, or -1 when fused */
   int nmat;
   int *mat_node;                 /* per slot: order index */
+  int *inplace;                  /* per slot: input index of the sloth_assign target it
+                                    may be written into, or -1 (see schedule.c) */
   sloth__sched_kernel *kernels;  /* in execution order */
   int nkernels;
 } sloth__schedule;

@@ -8,11 +8,13 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static bool is_float(sloth_dtype dt) { return dt == SLOTH_F32; }
+static bool is_float(sloth_dtype dt) { return sloth__is_float(dt); }
 
-/* bool < u8 < i32 < f32 */
+/* bool < u8 < i32 < i64 < f16 < f32 < f64 (PyTorch's order: an integer with
+ * an f16 gives f16) */
 static sloth_dtype promote(sloth_dtype a, sloth_dtype b) {
-  static const int rank_of[SLOTH_DTYPE_COUNT] = {[SLOTH_BOOL] = 0, [SLOTH_U8] = 1, [SLOTH_I32] = 2, [SLOTH_F32] = 3};
+  static const int rank_of[SLOTH_DTYPE_COUNT] = {[SLOTH_BOOL] = 0, [SLOTH_U8] = 1, [SLOTH_I32] = 2, [SLOTH_I64] = 3,
+                                                 [SLOTH_F16] = 4, [SLOTH_F32] = 5, [SLOTH_F64] = 6};
   return rank_of[a] >= rank_of[b] ? a : b;
 }
 
@@ -49,6 +51,7 @@ static bool same_shape(const sloth__node *x, int rank, const int64_t *shape) {
 
 static sloth__node *new_node(sloth__opcode op, sloth_dtype dt, int rank, const int64_t *shape, int nin,
                              sloth__node *const *in, const sloth__attrs *attrs) {
+  if (sloth__dtype_supported(dt, sloth__ops[op].name) != SLOTH_OK) return NULL; /* f64 without fp64 */
   return sloth__node_new(op, dt, rank, shape, nin, in, attrs);
 }
 
@@ -120,6 +123,7 @@ static sloth_tensor *finish(sloth__node *n, uint64_t t0) {
       sloth__node_release(n);
       return NULL;
     }
+    n->trimmed = true;
   }
   sloth_tensor *t = sloth__tensor_wrap(n);
   sloth__count(CTR_TRACE_NS, (int64_t)(sloth__now_ns() - t0));
@@ -145,7 +149,8 @@ static sloth_tensor *unary(sloth__opcode op, sloth_tensor *x) {
   if (!sloth__tensor_ok(x)) goto out;
   const sloth__op_info *info = &sloth__ops[op];
   sloth_dtype in_dt = x->node->dtype, out_dt = in_dt;
-  if (info->rule == RULE_FLOAT || (!is_float(in_dt) && !info->int_code)) in_dt = out_dt = SLOTH_F32;
+  /* math on integers computes in f32; f16 and f64 keep their dtype */
+  if (!is_float(in_dt) && (info->rule == RULE_FLOAT || !info->int_code)) in_dt = out_dt = SLOTH_F32;
   if (info->rule == RULE_LOGIC) in_dt = out_dt = SLOTH_BOOL;
   if ((op == OP_NEG || op == OP_SIGN) && x->node->dtype == SLOTH_BOOL) {
     sloth__fail(SLOTH_E_DTYPE, "%s: not defined for bool tensors (use logical_not)", info->name);
@@ -179,6 +184,7 @@ UNARY_FN(sloth_square, OP_SQUARE)
 UNARY_FN(sloth_reciprocal, OP_RECIP)
 UNARY_FN(sloth_sign, OP_SIGN)
 UNARY_FN(sloth_logical_not, OP_NOT)
+UNARY_FN(sloth_erf, OP_ERF)
 UNARY_FN(sloth_gelu, OP_GELU)
 UNARY_FN(sloth_gelu_tanh, OP_GELU_TANH)
 UNARY_FN(sloth_silu, OP_SILU)
@@ -194,7 +200,7 @@ static sloth__node *elementwise(sloth__opcode op, int n, sloth__node *const *xs)
   sloth_dtype dt = xs[first]->dtype;
   for (int i = first + 1; i < n; i++) dt = promote(dt, xs[i]->dtype);
   if (info->rule == RULE_LOGIC) dt = SLOTH_BOOL;
-  if (info->rule == RULE_FLOAT || (!is_float(dt) && !info->int_code)) dt = SLOTH_F32;
+  if (!is_float(dt) && (info->rule == RULE_FLOAT || !info->int_code)) dt = SLOTH_F32;
   sloth_dtype out_dt = info->rule == RULE_BOOL ? SLOTH_BOOL : dt;
   sloth__node *ops[3] = {0};
   sloth__node *r = NULL;
@@ -289,7 +295,8 @@ sloth_tensor *sloth_clamp(sloth_tensor *x, double lo, double hi) {
   }
   sloth_dtype dt = x->node->dtype;
   if (!is_float(dt)) { /* fractional bounds make an integer tensor f32, like the *_scalar ops */
-    double dmin = dt == SLOTH_I32 ? (double)INT32_MIN : 0.0, dmax = dt == SLOTH_I32 ? (double)INT32_MAX : 255.0;
+    double dmin = dt == SLOTH_I64 ? (double)INT64_MIN : dt == SLOTH_I32 ? (double)INT32_MIN : 0.0;
+    double dmax = dt == SLOTH_I64 ? (double)INT64_MAX : dt == SLOTH_I32 ? (double)INT32_MAX : 255.0; /* 2^63 saturates when passed */
     if (lo != floor(lo) && isfinite(lo)) dt = SLOTH_F32;
     if (hi != floor(hi) && isfinite(hi)) dt = SLOTH_F32;
     if (dt != SLOTH_F32) { /* integer bounds: clipped to the dtype's range, so infinities are its limits */
@@ -323,6 +330,74 @@ sloth_tensor *sloth_cast(sloth_tensor *x, sloth_dtype dt) {
   END();
 }
 
+sloth_tensor *sloth_detach(sloth_tensor *x) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  sloth__node *n = x->node;
+  result = finish(new_node(OP_DETACH, n->dtype, n->rank, n->shape, 1, &n, NULL), t0);
+  END();
+}
+
+/* ------------------------------------------------------------------ in-place update */
+
+/* dst's tensor now names value's expression (cast and broadcast to dst's
+ * dtype and shape). When dst held computed elements, the expression's node
+ * records them as its target: the executor writes the result into that
+ * buffer when nothing else still needs the old elements. A value that is
+ * data already, or the target of another assignment, is copied (an identity
+ * node), so every target has its own writer. */
+int sloth_assign(sloth_tensor *dst, sloth_tensor *value) {
+  sloth__lock();
+  int rc = SLOTH_OK;
+  sloth__node *v = NULL, *c = NULL;
+  if (!sloth__tensor_ok(dst) || !sloth__tensor_ok(value)) {
+    rc = sloth_last_status();
+    goto out;
+  }
+  sloth__node *d = dst->node, *xs[2] = {d, value->node};
+  int rank;
+  int64_t shape[SLOTH_MAX_RANK];
+  if ((rc = broadcast_shapes("assign", 2, xs, &rank, shape)) != SLOTH_OK) goto out;
+  if (!same_shape(d, rank, shape)) {
+    char a[128], b[128];
+    shape_str(a, sizeof a, d->rank, d->shape);
+    shape_str(b, sizeof b, value->node->rank, value->node->shape);
+    rc = sloth__fail(SLOTH_E_SHAPE, "assign: a value of shape %s does not fit a tensor of shape %s", b, a);
+    goto out;
+  }
+  if (!(c = cast_node(value->node, d->dtype)) || !(v = broadcast_node(c, d->rank, d->shape))) {
+    rc = sloth_last_status() ? sloth_last_status() : SLOTH_E_NOMEM;
+    goto out;
+  }
+  if (sloth__node_is_leaf(v) || v->target || v == d) {
+    sloth__attrs a = {0};
+    a.cast_to = v->dtype;
+    sloth__node *copy = new_node(OP_CAST, v->dtype, v->rank, v->shape, 1, &v, &a);
+    if (!copy) {
+      rc = SLOTH_E_NOMEM;
+      goto out;
+    }
+    sloth__node_release(v);
+    v = copy;
+  }
+  sloth__node *target = NULL;
+  if (d->materialized && d->buf) target = d; /* computed elements: write over them */
+  else if (d->target) { /* assigned again before a sync: the new value writes instead */
+    target = d->target;
+    d->target = NULL;
+  }
+  if (target && target == d) sloth__node_retain(target);
+  v->target = target;
+  dst->node = v; /* the tensor takes v's reference */
+  v = NULL;
+  sloth__node_release(d);
+out:
+  if (c) sloth__node_release(c);
+  if (v) sloth__node_release(v);
+  sloth__unlock();
+  return rc;
+}
+
 /* ------------------------------------------------------------------ creation */
 
 sloth_tensor *sloth_from_host(const void *data, sloth_dtype dt, int rank, const int64_t *shape) {
@@ -331,6 +406,7 @@ sloth_tensor *sloth_from_host(const void *data, sloth_dtype dt, int rank, const 
     sloth__fail(SLOTH_E_DTYPE, "from_host: unknown dtype %d", (int)dt);
     goto out;
   }
+  if (sloth__dtype_supported(dt, "from_host") != SLOTH_OK) goto out; /* before any transfer */
   if (check_shape(rank, shape) != SLOTH_OK) goto out;
   size_t bytes = (size_t)sloth__numel(rank, shape) * sloth_dtype_size(dt);
   if (bytes && !data) {
@@ -384,7 +460,7 @@ sloth_tensor *sloth_ones(sloth_dtype dt, int rank, const int64_t *shape) { retur
 sloth_tensor *sloth_arange(double start, double stop, double step, sloth_dtype dt) {
   BEGIN();
   if (!valid_dtype(dt) || dt == SLOTH_BOOL) {
-    sloth__fail(SLOTH_E_DTYPE, "arange: dtype must be f32, i32 or u8");
+    sloth__fail(SLOTH_E_DTYPE, "arange: dtype must not be bool");
     goto out;
   }
   if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step)) {
@@ -674,7 +750,7 @@ sloth_tensor *sloth_as_strided(sloth_tensor *x, int rank, const int64_t *shape, 
 
 /* ------------------------------------------------------------------ indexing */
 
-static bool is_index_dtype(sloth_dtype dt) { return dt == SLOTH_I32 || dt == SLOTH_U8; }
+static bool is_index_dtype(sloth_dtype dt) { return dt == SLOTH_I32 || dt == SLOTH_I64 || dt == SLOTH_U8; }
 
 /* Validates indices for x along axis (gather, scatter_add): an integer
  * tensor of x's rank, no larger than x outside the axis. Returns the
@@ -683,7 +759,7 @@ static int check_indices(const char *what, const sloth__node *n, int axis, const
   int a = sloth__norm_axis(axis, n->rank, what);
   if (a < 0) return a;
   if (!is_index_dtype(i->dtype))
-    return sloth__fail(SLOTH_E_DTYPE, "%s: indices must be i32 or u8, not %s", what, sloth_dtype_name(i->dtype));
+    return sloth__fail(SLOTH_E_DTYPE, "%s: indices must be i32, i64 or u8, not %s", what, sloth_dtype_name(i->dtype));
   if (i->rank != n->rank)
     return sloth__fail(SLOTH_E_SHAPE, "%s: indices of rank %d for a tensor of rank %d", what, i->rank, n->rank);
   for (int d = 0; d < n->rank; d++)
@@ -721,7 +797,7 @@ sloth_tensor *sloth_index_select(sloth_tensor *x, int axis, sloth_tensor *index)
   int a = sloth__norm_axis(axis, n->rank, "index_select");
   if (a < 0) goto out;
   if (!is_index_dtype(i->dtype) || i->rank != 1) {
-    sloth__fail(i->rank != 1 ? SLOTH_E_SHAPE : SLOTH_E_DTYPE, "index_select: indices must be a 1-D i32 or u8 tensor");
+    sloth__fail(i->rank != 1 ? SLOTH_E_SHAPE : SLOTH_E_DTYPE, "index_select: indices must be a 1-D i32, i64 or u8 tensor");
     goto out;
   }
   if (n->shape[a] == 0 && i->shape[0] > 0) {
@@ -850,9 +926,11 @@ sloth_tensor *sloth_scatter_add(sloth_tensor *x, int axis, sloth_tensor *index, 
   sloth__node *n = x->node, *i = index->node;
   int a = check_indices("scatter_add", n, axis, i);
   if (a < 0) goto out;
-  /* atomics exist for f32 and i32: smaller integers accumulate in i32 */
-  sloth_dtype dt = promote(n->dtype, src->node->dtype);
-  if (dt != SLOTH_F32) dt = SLOTH_I32;
+  /* atomic adds on f32, f64, i32 and i64: smaller integers accumulate in
+   * i32, f16 in f32 (cast back at the end) */
+  sloth_dtype out_dt = promote(n->dtype, src->node->dtype), dt = out_dt;
+  if (dt == SLOTH_F16) dt = SLOTH_F32;
+  else if (!is_float(dt) && dt != SLOTH_I64) dt = out_dt = SLOTH_I32;
   sloth__node *pair[2] = {i, src->node};
   int r;
   int64_t shape[SLOTH_MAX_RANK];
@@ -870,7 +948,9 @@ sloth_tensor *sloth_scatter_add(sloth_tensor *x, int axis, sloth_tensor *index, 
     sloth__node *sum = new_node(OP_SCATTER_ADD, dt, n->rank, n->shape, 2, in, &at);
     if (sum) {
       sloth__node *xs[2] = {cx, sum};
-      result = finish(new_node(OP_ADD, dt, n->rank, n->shape, 2, xs, NULL), t0);
+      sloth__node *r = new_node(OP_ADD, dt, n->rank, n->shape, 2, xs, NULL), *rc = r ? cast_node(r, out_dt) : NULL;
+      result = finish(rc, t0);
+      if (r) sloth__node_release(r);
       sloth__node_release(sum);
     }
   }
@@ -886,7 +966,7 @@ sloth_tensor *sloth_cumsum(sloth_tensor *x, int axis) {
   sloth__node *n = x->node;
   int a = sloth__norm_axis(axis, n->rank, "cumsum");
   if (a < 0) goto out;
-  sloth_dtype dt = is_float(n->dtype) ? n->dtype : SLOTH_I32;
+  sloth_dtype dt = is_float(n->dtype) || n->dtype == SLOTH_I64 ? n->dtype : SLOTH_I32; /* f16 sums in f32 in the kernel */
   sloth__node *c = cast_node(n, dt);
   if (!c) goto out;
   sloth__attrs at = {0};
@@ -925,8 +1005,9 @@ static sloth_tensor *reduce(sloth__opcode op, sloth_tensor *x, const int *axes, 
       goto out;
     }
   sloth_dtype in_dt = n->dtype, out_dt;
-  if (op == OP_SUM || op == OP_PROD) in_dt = is_float(in_dt) ? in_dt : SLOTH_I32;
-  if (op == OP_MEAN) in_dt = SLOTH_F32;
+  /* f16 accumulates in f32 in the kernel and stays f16 */
+  if (op == OP_SUM || op == OP_PROD) in_dt = is_float(in_dt) || in_dt == SLOTH_I64 ? in_dt : SLOTH_I32;
+  if (op == OP_MEAN && !is_float(in_dt)) in_dt = SLOTH_F32;
   out_dt = arg ? SLOTH_I32 : in_dt;
   int64_t shape[SLOTH_MAX_RANK];
   int r = 0;
@@ -1003,7 +1084,20 @@ sloth_tensor *sloth_matmul(sloth_tensor *a, sloth_tensor *b) {
     goto done;
   }
   memcpy(s, bshape, (size_t)brank * sizeof *s);
-  sloth_dtype dt = SLOTH_F32; /* GEMM libraries compute in floating point */
+  /* GEMM libraries compute in floating point: integers in f32; f16 where the
+   * backend has an f16 GEMM, else in f32 between casts (they fuse into the
+   * kernels around the GEMM) */
+  sloth_dtype out_dt = promote(x2->dtype, y2->dtype), dt;
+  if (!is_float(out_dt)) out_dt = SLOTH_F32;
+  dt = out_dt;
+  const sloth__backend *be = sloth__rt.backend;
+  if (dt != SLOTH_F32 && !(be->gemm_dtype && be->gemm_dtype(sloth__rt.dev, dt))) {
+    if (dt == SLOTH_F64) {
+      sloth__fail(SLOTH_E_UNSUPPORTED, "matmul: the %s backend has no f64 GEMM on this device", be->name);
+      goto done;
+    }
+    dt = SLOTH_F32;
+  }
   sloth__node *cx = cast_node(x2, dt), *cy = cast_node(y2, dt);
   if (cx) {
     s[brank] = M, s[brank + 1] = K;
@@ -1019,6 +1113,11 @@ sloth_tensor *sloth_matmul(sloth_tensor *a, sloth_tensor *b) {
   s[brank] = M, s[brank + 1] = N;
   sloth__node *ops2[2] = {xb, yb};
   m = new_node(OP_MATMUL, dt, brank + 2, s, 2, ops2, NULL);
+  if (m && out_dt != dt) { /* f16 computed in f32 */
+    sloth__node *c = cast_node(m, out_dt);
+    sloth__node_release(m);
+    m = c;
+  }
   if (m && (x->rank == 1 || y->rank == 1)) { /* drop the added dimension(s) */
     int r = brank;
     if (x->rank > 1) s[r++] = M;

@@ -118,6 +118,10 @@ static int open_device(const char *spec) {
   sloth__rt.backend = be;
   sloth__rt.dev = dev;
   be->device_info(local, &sloth__rt.info);
+  /* SLOTH_FP64=0: treat the device as one without fp64 (f64 is refused), to
+   * test that path on any machine */
+  const char *fp64 = sloth__env("SLOTH_FP64");
+  if (fp64 && strcmp(fp64, "0") == 0) sloth__rt.info.fp64 = 0;
   const char *d = sloth__env("SLOTH_MAX_DEPTH");
   sloth__rt.max_depth = d ? atoi(d) : 100;
   if (sloth__rt.max_depth < 2) sloth__rt.max_depth = 2;

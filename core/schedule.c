@@ -11,6 +11,10 @@
  *    with several outputs when neither reaches the other through a third
  *    kernel (a direct read is fine: the merged kernel computes the value
  *    instead of loading it).
+ *  - a node with an in-place target (sloth_assign) runs after every other
+ *    kernel that reads the target's old elements when the dependencies allow;
+ *    it is written in place only if that order holds and its own kernel reads
+ *    the target at the same index it writes (elementwise paths only).
  */
 #include "gemm.h"
 #include "lower.h"
@@ -23,6 +27,7 @@ void sloth__schedule_free(sloth__schedule *s) {
   free(s->kernels);
   free(s->mat);
   free(s->mat_node);
+  free(s->inplace);
   memset(s, 0, sizeof *s);
 }
 
@@ -56,6 +61,100 @@ static sloth__sched_kind sched_kind(const sloth__node *x) {
   case KIND_GEMM: return SCHED_GEMM;
   default: return SCHED_ELEMENTWISE;
   }
+}
+
+/* ------------------------------------------------------------------ in-place writes (sloth_assign) */
+
+static bool is_elementwise(const sloth__node *x) {
+  sloth__op_kind k = sloth__ops[x->op].kind;
+  return k == KIND_UNARY || k == KIND_BINARY || k == KIND_TERNARY;
+}
+
+/* Does group `from` depend on group `to`, directly or through others? */
+static bool group_reaches(const uint64_t *deps, int words, int ngroups, int from, int to) {
+  char *seen = calloc((size_t)ngroups, 1);
+  int *stack = malloc((size_t)ngroups * sizeof *stack);
+  bool found = false;
+  if (!seen || !stack) found = true; /* out of memory: answer "yes", which only forgoes a reorder */
+  int top = 0;
+  if (!found) stack[top++] = from, seen[from] = 1;
+  while (top > 0 && !found) {
+    int k = stack[--top];
+    for (int m = 0; m < ngroups && !found; m++) {
+      if (!(deps[(size_t)k * words + m / 64] >> (m % 64) & 1) || seen[m]) continue;
+      if (m == to) found = true;
+      seen[m] = 1;
+      stack[top++] = m;
+    }
+  }
+  free(seen), free(stack);
+  return found;
+}
+
+/* A kernel that writes into a target must run after the kernels that read
+ * the target's old elements: add those dependencies where they make no cycle. */
+static void order_writers_after_readers(const sloth__graph *g, const sloth__schedule *s, const int *kernel_of,
+                                        const int *group_rank, int ngroups, uint64_t *deps, int words) {
+  for (int i = 0; i < g->n; i++) {
+    const sloth__node *w = g->order[i];
+    if (!w->target || s->mat[i] < 0) continue;
+    int e = group_rank[kernel_of[i]];
+    for (int y = 0; y < g->n; y++) {
+      const sloth__node *r = g->order[y];
+      bool reads = false;
+      for (int j = 0; j < r->nin; j++) reads |= r->in[j] == w->target;
+      int f = group_rank[kernel_of[y]];
+      if (!reads || f == e || (deps[(size_t)e * words + f / 64] >> (f % 64) & 1)) continue;
+      if (!group_reaches(deps, words, ngroups, f, e)) deps[(size_t)e * words + f / 64] |= 1ull << (f % 64);
+    }
+  }
+}
+
+/* Decides, per slot, whether it is written into its target's buffer: every
+ * other kernel reading the target runs before it, and its own kernel reads
+ * the target only through elementwise ops at the index it writes. */
+static int choose_inplace(const sloth__graph *g, sloth__schedule *s, const int *kernel_at_node) {
+  s->inplace = malloc((size_t)(s->nmat ? s->nmat : 1) * sizeof *s->inplace);
+  char *state = malloc((size_t)(g->n ? g->n : 1)); /* 0 unreached, 1 same index, 2 other index */
+  if (!s->inplace || !state) {
+    free(state);
+    return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
+  }
+  for (int m = 0; m < s->nmat; m++) {
+    const sloth__node *w = g->order[s->mat_node[m]];
+    s->inplace[m] = -1;
+    if (!w->target || !same_shape(w, w->target) || w->dtype != w->target->dtype) continue;
+    int kw = kernel_at_node[s->mat_node[m]];
+    const sloth__sched_kernel *k = &s->kernels[kw];
+    bool ok = true;
+    /* readers in other kernels must come first */
+    for (int y = 0; y < g->n && ok; y++) {
+      const sloth__node *r = g->order[y];
+      for (int j = 0; j < r->nin; j++)
+        if (r->in[j] == w->target && kernel_at_node[y] > kw) ok = false;
+    }
+    /* inside the writer's kernel: walk consumers before producers */
+    memset(state, 0, (size_t)g->n);
+    if (k->kind == SCHED_ELEMENTWISE)
+      for (int o = 0; o < k->noutputs; o++) state[k->outputs[o]] = 1;
+    else
+      for (int o = 0; o < k->noutputs; o++) state[k->outputs[o]] = 2;
+    for (int y = g->n - 1; y >= 0 && ok; y--) {
+      const sloth__node *r = g->order[y];
+      if (!state[y] || kernel_at_node[y] != kw) continue;
+      bool same_index = state[y] == 1 && is_elementwise(r);
+      for (int j = 0; j < r->nin; j++) {
+        const sloth__node *in = r->in[j];
+        if (in == w->target && !(same_index && same_shape(in, r))) ok = false;
+        if (sloth__graph_is_input(in) || s->mat[in->order] >= 0) continue; /* loaded, not fused */
+        char st = same_index && same_shape(in, r) ? 1 : 2;
+        if (st > state[in->order]) state[in->order] = st;
+      }
+    }
+    if (ok) s->inplace[m] = -w->target->order - 1;
+  }
+  free(state);
+  return SLOTH_OK;
 }
 
 int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
@@ -135,6 +234,8 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     }
   }
 
+  order_writers_after_readers(g, s, kernel_of, group_rank, ngroups, deps, words);
+
   /* Merge independent elementwise kernels with the same output shape. A
    * merge is refused when either kernel reaches the other through the
    * dependency graph, which keeps the merged graph acyclic. */
@@ -183,6 +284,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   }
   /* Topological order of the merged groups (Kahn), earliest original kernel first. */
   char *done = calloc((size_t)(ngroups ? ngroups : 1), 1);
+  int *kernel_at = calloc((size_t)(ngroups ? ngroups : 1), sizeof *kernel_at); /* group -> kernel index */
   /* room for a zero-fill kernel before each scatter */
   s->kernels = calloc((size_t)(ngroups ? 2 * ngroups : 1), sizeof *s->kernels);
   for (;;) {
@@ -206,8 +308,10 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
         s->kernels[s->nkernels++] = (sloth__sched_kernel){o, 1, SCHED_ZERO};
       }
     }
+    kernel_at[pick] = s->nkernels;
     s->kernels[s->nkernels++] = ks[pick];
   }
+  for (int e = 0; e < ngroups; e++) kernel_at[e] = kernel_at[leader[e]];
   free(done), free(seen), free(stack), free(leader);
   /* number the materialized slots in execution order (a scatter's output
    * appears in two kernels: one slot) */
@@ -219,6 +323,10 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
       s->mat_node[s->nmat] = i;
       s->mat[i] = s->nmat++;
     }
-  free(deps), free(ks), free(group_rank), free(kernel_of), free(is_root);
-  return SLOTH_OK;
+  /* node -> kernel index, for the in-place checks */
+  for (int i = 0; i < n; i++) kernel_of[i] = kernel_at[group_rank[kernel_of[i]]];
+  int rc = choose_inplace(g, s, kernel_of);
+  free(kernel_at), free(deps), free(ks), free(group_rank), free(kernel_of), free(is_root);
+  if (rc != SLOTH_OK) sloth__schedule_free(s);
+  return rc;
 }

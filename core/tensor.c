@@ -89,6 +89,10 @@ bool sloth__tensor_valid(const sloth_tensor *t) {
   return ok;
 }
 
+void sloth__scope_adopt(sloth_tensor *t) {
+  if (t && t->scope_depth == 0 && nscopes > 0) scope_add(nscopes, t);
+}
+
 sloth_tensor *sloth__tensor_first(void) { return registry; }
 
 static void tensor_destroy(sloth_tensor *t) {
@@ -202,7 +206,9 @@ int64_t sloth_dim(const sloth_tensor *t, int axis) {
 
 size_t sloth_dtype_size(sloth_dtype dt) {
   switch (dt) {
+  case SLOTH_F64: case SLOTH_I64: return 8;
   case SLOTH_F32: case SLOTH_I32: return 4;
+  case SLOTH_F16: return 2;
   case SLOTH_U8: case SLOTH_BOOL: return 1;
   default: return 0;
   }
@@ -214,6 +220,9 @@ const char *sloth_dtype_name(sloth_dtype dt) {
   case SLOTH_I32: return "i32";
   case SLOTH_U8: return "u8";
   case SLOTH_BOOL: return "bool";
+  case SLOTH_F16: return "f16";
+  case SLOTH_I64: return "i64";
+  case SLOTH_F64: return "f64";
   default: return "?";
   }
 }

@@ -51,11 +51,19 @@ typedef enum sloth_dtype {
   SLOTH_I32 = 1,
   SLOTH_U8 = 2,
   SLOTH_BOOL = 3,
-  SLOTH_F16 = 4, /* being implemented: storage f16, compute f32 */
+  SLOTH_F16 = 4, /* IEEE binary16, host data as uint16_t bit patterns; every device
+                    stores it, and computes in f32 (see below) */
   SLOTH_I64 = 5,
-  SLOTH_F64 = 6, /* devices with fp64 only */
-  SLOTH_DTYPE_COUNT = 4 /* becomes 7 once f16/i64/f64 run everywhere */
+  SLOTH_F64 = 6, /* devices with fp64 only (sloth_device_info.fp64): elsewhere
+                    creating an f64 tensor fails with SLOTH_E_UNSUPPORTED */
+  SLOTH_DTYPE_COUNT = 7
 } sloth_dtype;
+/* Promotion order: bool < u8 < i32 < i64 < f16 < f32 < f64 (an integer with an
+ * f16 gives f16, as in PyTorch). f16 values are computed in f32 and rounded to
+ * f16 at every op (and every f16 scalar is rounded to f16), so a result never
+ * depends on which ops fused; reductions, cumsum and matmul accumulate f16 in
+ * f32. Math ops (exp, div, ...) on integers compute in f32; f16 and f64 keep
+ * their dtype. */
 
 typedef enum sloth_status {
   SLOTH_OK = 0,
@@ -117,6 +125,7 @@ sloth_tensor *sloth_rsqrt(sloth_tensor *x);
 sloth_tensor *sloth_sin(sloth_tensor *x);
 sloth_tensor *sloth_cos(sloth_tensor *x);
 sloth_tensor *sloth_tanh(sloth_tensor *x);
+sloth_tensor *sloth_erf(sloth_tensor *x);
 sloth_tensor *sloth_sigmoid(sloth_tensor *x);
 sloth_tensor *sloth_relu(sloth_tensor *x);
 sloth_tensor *sloth_floor(sloth_tensor *x);
@@ -128,7 +137,7 @@ sloth_tensor *sloth_sign(sloth_tensor *x);
 sloth_tensor *sloth_logical_not(sloth_tensor *x);
 
 /* Elementwise binary with NumPy broadcasting and type promotion
- * (bool < u8 < i32 < f32). Comparisons give SLOTH_BOOL. */
+ * (bool < u8 < i32 < i64 < f16 < f32 < f64). Comparisons give SLOTH_BOOL. */
 sloth_tensor *sloth_add(sloth_tensor *a, sloth_tensor *b);
 sloth_tensor *sloth_sub(sloth_tensor *a, sloth_tensor *b);
 sloth_tensor *sloth_mul(sloth_tensor *a, sloth_tensor *b);
@@ -177,7 +186,7 @@ sloth_tensor *sloth_pad(sloth_tensor *x, const int64_t *pads, double value);
  * inside x. */
 sloth_tensor *sloth_as_strided(sloth_tensor *x, int rank, const int64_t *shape, const int64_t *strides, int64_t offset);
 
-/* Indexing. Indices are i32 (or u8). An index out of range never reads out
+/* Indexing. Indices are i32, i64 or u8. An index out of range never reads out
  * of bounds: the element reads the nearest valid index and the next blocking
  * read (sloth_to_host, sloth_wait) fails with SLOTH_E_INVALID.
  * gather: out[c] = x[c with c[axis] = index[c]], out shaped like index
@@ -188,16 +197,20 @@ sloth_tensor *sloth_index_select(sloth_tensor *x, int axis, sloth_tensor *index)
 sloth_tensor *sloth_embedding(sloth_tensor *weight, sloth_tensor *ids);
 /* scatter_add: x plus, for each position c of index, src[c] added at x's
  * position c with c[axis] = index[c] (torch.Tensor.scatter_add; src
- * broadcasts to index's shape). Atomic adds; integers accumulate in i32. */
+ * broadcasts to index's shape). Atomic adds; i64 accumulates in i64, other
+ * integers in i32, f16 in f32 (the result is f16 again). */
 sloth_tensor *sloth_scatter_add(sloth_tensor *x, int axis, sloth_tensor *index, sloth_tensor *src);
-/* Cumulative sum along an axis (integers sum in i32). */
+/* Cumulative sum along an axis (i64 sums in i64, other integers in i32, f16
+ * in f32). */
 sloth_tensor *sloth_cumsum(sloth_tensor *x, int axis);
 /* Joins tensors along an existing axis (concat) or a new one (stack);
  * dtypes promote. */
 sloth_tensor *sloth_concat(sloth_tensor *const *xs, int n, int axis);
 sloth_tensor *sloth_stack(sloth_tensor *const *xs, int n, int axis);
 
-/* Reductions over a set of axes (naxes == 0 means all axes). */
+/* Reductions over a set of axes (naxes == 0 means all axes). sum and prod
+ * of integers give i32 (i64 for i64), mean of integers f32; f16 accumulates
+ * in f32 and gives f16. */
 sloth_tensor *sloth_sum(sloth_tensor *x, const int *axes, int naxes, int keepdim);
 sloth_tensor *sloth_mean(sloth_tensor *x, const int *axes, int naxes, int keepdim);
 sloth_tensor *sloth_max(sloth_tensor *x, const int *axes, int naxes, int keepdim);
@@ -209,9 +222,11 @@ sloth_tensor *sloth_argmin(sloth_tensor *x, int axis, int keepdim);
 
 /* Matrix product with NumPy semantics: 1-D operands are promoted to a row
  * (left) or a column (right) and the added dimension removed; leading batch
- * dimensions broadcast. Integer operands compute in f32. Runs as one GEMM
- * library call (CLBlast on OpenCL); transposed and sliced operands are read
- * in place. */
+ * dimensions broadcast. Integer operands compute in f32; f64 runs as DGEMM;
+ * f16 runs as HGEMM where the device has fp16 arithmetic (CLBlast, cuBLAS
+ * with f32 accumulation), elsewhere as an f32 GEMM between casts that fuse
+ * into the neighbouring kernels, and gives f16. Runs as one GEMM library call
+ * (CLBlast on OpenCL); transposed and sliced operands are read in place. */
 sloth_tensor *sloth_matmul(sloth_tensor *a, sloth_tensor *b);
 
 /* ------------------------------------------------------------- random */
@@ -279,7 +294,7 @@ sloth_tensor *sloth_batch_norm(sloth_tensor *x, sloth_tensor *running_mean, slot
                                sloth_tensor **new_running_mean, sloth_tensor **new_running_var);
 
 /* one_hot(labels, C)[..., c] = (labels[...] == c), as dtype dt; labels are
- * integer (i32 or u8); labels outside [0, C) give a row of zeros. */
+ * integer (i32, i64 or u8); labels outside [0, C) give a row of zeros. */
 sloth_tensor *sloth_one_hot(sloth_tensor *labels, int64_t num_classes, sloth_dtype dt);
 /* Losses, all mean-reduced to a rank-0 f32 tensor. Class scores are [N, C]
  * or [N, C, d1, ...] (class axis 1; [C] with rank-0 labels also works) and

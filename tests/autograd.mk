@@ -1,1 +1,5 @@
 # autograd.mk: programs of this fragment (one owner per file)
+# in-place updates, optimizers and schedules (lead engineer's file)
+check_PROGRAMS += tests/test_optim
+tests_test_optim_SOURCES = tests/test_optim.c
+tests_test_optim_LDADD = libsloth.la -lm

@@ -4,13 +4,16 @@
  * written for obviousness, not speed: every tensor is contiguous, every view
  * is a gather through explicit strides, every op loops over output elements.
  * It follows the documented semantics of sloth.h (NumPy broadcasting, the
- * promotion order bool < u8 < i32 < f32, Python slicing, ...), never Sloth's
- * own code.
+ * promotion order bool < u8 < i32 < i64 < f16 < f32 < f64, Python slicing,
+ * ...), never Sloth's own code.
  *
  * Values are held as doubles, each already converted to the tensor's dtype:
- * an f32 element holds a float value, an i32 element an int32 value, a u8
- * element 0..255 and a bool element 0 or 1. Float math is done in float, like
- * the device does it, so most results agree to a few ulps.
+ * an f32 element holds a float value, an f16 element a value of binary16
+ * (held as the double it equals), an i32 element an int32 value, a u8
+ * element 0..255 and a bool element 0 or 1 (i64 values stay below 2^53 in
+ * the tests). Float math is done in float, like the device does it, so most
+ * results agree to a few ulps; f16 math is float math rounded to f16 after
+ * every op; f64 math is done in double.
  *
  * Every function returning a ref_t * returns a new tensor the caller frees
  * with ref_free(), or NULL when Sloth is documented to refuse the request.
@@ -102,6 +105,30 @@ REF_FN void ref_shape_str(char *buf, size_t len, int rank, const int64_t *shape)
 
 /* ------------------------------------------------------------------ dtypes */
 
+REF_FN int ref_is_float(sloth_dtype dt) { return dt == SLOTH_F32 || dt == SLOTH_F16 || dt == SLOTH_F64; }
+
+/* IEEE binary16 bits from a float, rounding to nearest even (written from
+ * the format's definition: sign, 5 exponent bits biased by 15, 10 fraction
+ * bits; subnormals are multiples of 2^-24). */
+REF_FN uint16_t ref_f32_to_f16(float f) {
+  uint16_t sign = signbit(f) ? 0x8000 : 0;
+  double a = fabs((double)f);
+  if (isnan(f)) return (uint16_t)(sign | 0x7e00);
+  if (a >= 65520.0) return (uint16_t)(sign | 0x7c00); /* past the largest finite (65504) by half an ulp: infinity */
+  if (a < 0x1p-14) return (uint16_t)(sign | (uint16_t)nearbyint(a * 0x1p24)); /* subnormal (1024 = the smallest normal) */
+  int e;
+  double m = frexp(a, &e);                    /* a = m 2^e, m in [0.5, 1) */
+  double q = nearbyint(ldexp(m, 11));         /* 11 significant bits, ties to even: 1024..2048 */
+  if (q == 2048) q = 1024, e++;
+  return (uint16_t)(sign | (uint16_t)((e + 14) << 10) | ((uint16_t)q - 1024));
+}
+
+REF_FN double ref_f16_to_double(uint16_t h) {
+  int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(1024 + m, e - 25);
+  return (h & 0x8000) ? -v : v;
+}
+
 /* A value converted to a dtype as C (and OpenCL C) converts it: floats
  * round to float, float to int truncates toward zero (the tests keep such
  * values in range), int to a narrower unsigned type wraps, anything to
@@ -109,6 +136,9 @@ REF_FN void ref_shape_str(char *buf, size_t len, int rank, const int64_t *shape)
 REF_FN double ref_conv(double x, sloth_dtype dt) {
   switch (dt) {
   case SLOTH_F32: return (double)(float)x;
+  case SLOTH_F16: return ref_f16_to_double(ref_f32_to_f16((float)x)); /* through float, as the device converts */
+  case SLOTH_F64: return x;
+  case SLOTH_I64: return isnan(x) ? 0 : trunc(x);
   case SLOTH_I32: {
     if (isnan(x)) return 0;
     int64_t i = (int64_t)trunc(x);
@@ -124,13 +154,16 @@ REF_FN double ref_conv(double x, sloth_dtype dt) {
   }
 }
 
-/* bool < u8 < i32 < f32 */
+/* bool < u8 < i32 < i64 < f16 < f32 < f64 */
 REF_FN int ref_dtype_rank(sloth_dtype dt) {
   switch (dt) {
   case SLOTH_BOOL: return 0;
   case SLOTH_U8: return 1;
   case SLOTH_I32: return 2;
-  default: return 3;
+  case SLOTH_I64: return 3;
+  case SLOTH_F16: return 4;
+  case SLOTH_F32: return 5;
+  default: return 6;
   }
 }
 
@@ -145,6 +178,9 @@ REF_FN ref_t *ref_from_host(const void *data, sloth_dtype dt, int rank, const in
     case SLOTH_F32: r->v[i] = ((const float *)data)[i]; break;
     case SLOTH_I32: r->v[i] = ((const int32_t *)data)[i]; break;
     case SLOTH_U8: r->v[i] = ((const uint8_t *)data)[i]; break;
+    case SLOTH_F16: r->v[i] = ref_f16_to_double(((const uint16_t *)data)[i]); break;
+    case SLOTH_I64: r->v[i] = (double)((const int64_t *)data)[i]; break;
+    case SLOTH_F64: r->v[i] = ((const double *)data)[i]; break;
     default: r->v[i] = ((const uint8_t *)data)[i] != 0; break;
     }
   }
@@ -160,6 +196,9 @@ REF_FN void *ref_to_host(const ref_t *r) {
     switch (r->dt) {
     case SLOTH_F32: ((float *)p)[i] = (float)r->v[i]; break;
     case SLOTH_I32: ((int32_t *)p)[i] = (int32_t)r->v[i]; break;
+    case SLOTH_F16: ((uint16_t *)p)[i] = ref_f32_to_f16((float)r->v[i]); break;
+    case SLOTH_I64: ((int64_t *)p)[i] = (int64_t)r->v[i]; break;
+    case SLOTH_F64: ((double *)p)[i] = r->v[i]; break;
     default: ((uint8_t *)p)[i] = (uint8_t)r->v[i]; break;
     }
   }
@@ -448,7 +487,7 @@ static sloth_tensor *(*const ref_unary_sloth[RU_COUNT])(sloth_tensor *) __attrib
     sloth_neg, sloth_abs, sloth_exp, sloth_log, sloth_sqrt, sloth_rsqrt, sloth_sin, sloth_cos, sloth_tanh, sloth_sigmoid,
     sloth_relu, sloth_floor, sloth_ceil, sloth_round, sloth_square, sloth_reciprocal, sloth_sign, sloth_logical_not};
 
-/* Transcendental ops compute in f32 whatever the input. */
+/* Transcendental ops compute in f32 on integers; f16 and f64 keep their dtype. */
 REF_FN int ref_unary_is_math(ref_unary_op op) {
   switch (op) {
   case RU_EXP: case RU_LOG: case RU_SQRT: case RU_RSQRT: case RU_SIN: case RU_COS:
@@ -460,14 +499,38 @@ REF_FN int ref_unary_is_math(ref_unary_op op) {
 /* Result dtype, or -1 where the op refuses the dtype (neg and sign of bool). */
 REF_FN int ref_unary_dtype(ref_unary_op op, sloth_dtype in) {
   if (op == RU_NOT) return SLOTH_BOOL;
-  if (ref_unary_is_math(op)) return SLOTH_F32;
+  if (ref_unary_is_math(op)) return ref_is_float(in) ? in : SLOTH_F32;
   if ((op == RU_NEG || op == RU_SIGN) && in == SLOTH_BOOL) return -1;
   return in;
 }
 
 REF_FN double ref_unary_value(ref_unary_op op, double x, sloth_dtype dt) {
   if (op == RU_NOT) return x == 0;
-  if (dt == SLOTH_F32) {
+  if (dt == SLOTH_F64) {
+    double r;
+    switch (op) {
+    case RU_NEG: r = -x; break;
+    case RU_ABS: r = fabs(x); break;
+    case RU_EXP: r = exp(x); break;
+    case RU_LOG: r = log(x); break;
+    case RU_SQRT: r = sqrt(x); break;
+    case RU_RSQRT: r = 1.0 / sqrt(x); break;
+    case RU_SIN: r = sin(x); break;
+    case RU_COS: r = cos(x); break;
+    case RU_TANH: r = tanh(x); break;
+    case RU_SIGMOID: r = 1.0 / (1.0 + exp(-x)); break;
+    case RU_RELU: r = x > 0 ? x : 0.0; break;
+    case RU_FLOOR: r = floor(x); break;
+    case RU_CEIL: r = ceil(x); break;
+    case RU_ROUND: r = rint(x); break;
+    case RU_SQUARE: r = x * x; break;
+    case RU_RECIP: r = 1.0 / x; break;
+    case RU_SIGN: r = x > 0 ? 1.0 : x < 0 ? -1.0 : x; break;
+    default: r = NAN; break;
+    }
+    return r;
+  }
+  if (dt == SLOTH_F32 || dt == SLOTH_F16) { /* f16: computed in float, rounded to f16 */
     float f = (float)x, r;
     switch (op) {
     case RU_NEG: r = -f; break;
@@ -489,7 +552,7 @@ REF_FN double ref_unary_value(ref_unary_op op, double x, sloth_dtype dt) {
     case RU_SIGN: r = f > 0 ? 1.0f : f < 0 ? -1.0f : f; break;
     default: r = NAN; break;
     }
-    return r;
+    return ref_conv(r, dt);
   }
   int64_t i = (int64_t)x, r;
   switch (op) {
@@ -535,8 +598,9 @@ REF_FN int ref_binary_is_cmp(ref_binary_op op) { return op >= RB_EQ && op <= RB_
 /* The dtype the operands are converted to before the op. */
 REF_FN sloth_dtype ref_binary_compute(ref_binary_op op, sloth_dtype a, sloth_dtype b) {
   if (op == RB_AND || op == RB_OR) return SLOTH_BOOL;
-  if (op == RB_DIV || op == RB_POW) return SLOTH_F32; /* true division, float power */
-  return ref_promote(a, b);
+  sloth_dtype p = ref_promote(a, b);
+  if ((op == RB_DIV || op == RB_POW) && !ref_is_float(p)) return SLOTH_F32; /* true division, float power */
+  return p;
 }
 
 REF_FN sloth_dtype ref_binary_dtype(ref_binary_op op, sloth_dtype a, sloth_dtype b) {
@@ -559,7 +623,21 @@ REF_FN double ref_binary_value(ref_binary_op op, double a, double b, sloth_dtype
   case RB_OR: return a != 0 || b != 0;
   default: break;
   }
-  if (ct == SLOTH_F32) {
+  if (ct == SLOTH_F64) {
+    double r;
+    switch (op) {
+    case RB_ADD: r = a + b; break;
+    case RB_SUB: r = a - b; break;
+    case RB_MUL: r = a * b; break;
+    case RB_DIV: r = a / b; break;
+    case RB_POW: r = pow(a, b); break;
+    case RB_MAXIMUM: r = fmax(a, b); break;
+    case RB_MINIMUM: r = fmin(a, b); break;
+    default: r = NAN; break;
+    }
+    return r;
+  }
+  if (ct == SLOTH_F32 || ct == SLOTH_F16) { /* f16: computed in float, rounded to f16 */
     float x = (float)a, y = (float)b, r;
     switch (op) {
     case RB_ADD: r = x + y; break;
@@ -571,7 +649,7 @@ REF_FN double ref_binary_value(ref_binary_op op, double a, double b, sloth_dtype
     case RB_MINIMUM: r = fminf(x, y); break;
     default: r = NAN; break;
     }
-    return r;
+    return ref_conv(r, ct);
   }
   int64_t x = (int64_t)a, y = (int64_t)b, r;
   switch (op) {
@@ -603,7 +681,7 @@ REF_FN ref_t *ref_binary(ref_binary_op op, const ref_t *a, const ref_t *b) {
  * (or non-finite) value meets an integer tensor: then it is an f32 scalar. */
 REF_FN ref_t *ref_binary_scalar(ref_binary_op op, const ref_t *a, double s) {
   sloth_dtype sdt = a->dt;
-  if (sdt != SLOTH_F32 && (s != floor(s) || !isfinite(s))) sdt = SLOTH_F32;
+  if (!ref_is_float(sdt) && (s != floor(s) || !isfinite(s))) sdt = SLOTH_F32;
   ref_t *sc = ref_full(s, sdt, 0, NULL);
   ref_t *r = ref_binary(op, a, sc);
   ref_free(sc);
@@ -647,8 +725,8 @@ REF_FN sloth_tensor *ref_reduce_sloth(ref_reduce_op op, sloth_tensor *x, const i
 
 REF_FN sloth_dtype ref_reduce_dtype(ref_reduce_op op, sloth_dtype in) {
   switch (op) {
-  case RR_SUM: case RR_PROD: return in == SLOTH_F32 ? SLOTH_F32 : SLOTH_I32;
-  case RR_MEAN: return SLOTH_F32;
+  case RR_SUM: case RR_PROD: return ref_is_float(in) || in == SLOTH_I64 ? in : SLOTH_I32;
+  case RR_MEAN: return ref_is_float(in) ? in : SLOTH_F32;
   case RR_MAX: case RR_MIN: return in;
   default: return SLOTH_I32;
   }
@@ -683,7 +761,7 @@ REF_FN ref_t *ref_reduce(ref_reduce_op op, const ref_t *x, const int *axes, int 
     if (!red[d]) oshape[orank++] = x->shape[d];
     else if (keepdim) oshape[orank++] = 1;
   }
-  sloth_dtype in_dt = op == RR_MEAN ? SLOTH_F32 : x->dt;
+  sloth_dtype in_dt = op == RR_MEAN && !ref_is_float(x->dt) ? SLOTH_F32 : x->dt;
   ref_t *r = ref_alloc(ref_reduce_dtype(op, x->dt), orank, oshape);
   double *acc = calloc((size_t)(r->n ? r->n : 1), sizeof *acc);
   int64_t *best = calloc((size_t)(r->n ? r->n : 1), sizeof *best);
@@ -726,7 +804,8 @@ REF_FN ref_t *ref_reduce(ref_reduce_op op, const ref_t *x, const int *axes, int 
 
 /* NumPy matmul: a 1-D left operand is a row, a 1-D right operand a column
  * (the added axis is dropped from the result); the batch axes broadcast;
- * everything computes in f32 (sums accumulated in double). */
+ * integers compute in f32, floats in their promoted dtype (sums accumulated
+ * in double). */
 REF_FN ref_t *ref_matmul(const ref_t *a, const ref_t *b) {
   if (a->rank == 0 || b->rank == 0) return NULL;
   int64_t as[SLOTH_MAX_RANK + 1] = {0}, bs[SLOTH_MAX_RANK + 1] = {0};
@@ -759,14 +838,15 @@ REF_FN ref_t *ref_matmul(const ref_t *a, const ref_t *b) {
   for (int d = 0; d < nb; d++) os[orank++] = batch[d];
   if (a->rank > 1) os[orank++] = M;
   if (b->rank > 1) os[orank++] = N;
-  ref_t *r = ref_alloc(SLOTH_F32, orank, os);
+  sloth_dtype dt = ref_promote(a->dt, b->dt);
+  if (!ref_is_float(dt)) dt = SLOTH_F32;
+  ref_t *r = ref_alloc(dt, orank, os);
   for (int64_t q = 0; q < nbatch; q++)
     for (int64_t i = 0; i < M; i++)
       for (int64_t j = 0; j < N; j++) {
         double acc = 0;
-        for (int64_t k = 0; k < K; k++)
-          acc += ref_conv(ab->v[(q * M + i) * K + k], SLOTH_F32) * ref_conv(bb->v[(q * K + k) * N + j], SLOTH_F32);
-        r->v[(q * M + i) * N + j] = ref_conv(acc, SLOTH_F32);
+        for (int64_t k = 0; k < K; k++) acc += ref_conv(ab->v[(q * M + i) * K + k], dt) * ref_conv(bb->v[(q * K + k) * N + j], dt);
+        r->v[(q * M + i) * N + j] = ref_conv(acc, dt);
       }
   ref_free(a2), ref_free(b2), ref_free(ab), ref_free(bb);
   return r;
@@ -841,7 +921,7 @@ REF_FN int ref_match(const ref_t *got, const ref_t *want, double atol, double rt
     double g = got->v[i], w = want->v[i];
     int same;
     if (isnan(w) || isnan(g)) same = isnan(w) && isnan(g);
-    else if (want->dt != SLOTH_F32 || exact) same = g == w;
+    else if (!ref_is_float(want->dt) || exact) same = g == w;
     else if (isinf(w) || isinf(g)) same = g == w;
     else {
       double e = fabs(g - w) / (atol + rtol * fabs(w));
