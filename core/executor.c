@@ -22,6 +22,7 @@ typedef struct plan_gemm {
 } plan_gemm;
 
 typedef struct plan_kernel {
+  char name[32];         /* the generated kernel's name, for SLOTH_PROFILE */
   plan_gemm *gemm;       /* set for a library call instead of a generated kernel */
   sloth__kernel *kernel; /* owned by the kernel cache */
   sloth__launch geom;
@@ -427,6 +428,7 @@ static int plan_build(const sloth__graph *g, plan **out) {
       else rc = sloth__rt.backend->write(sloth__rt.dev, pk->params->mem, 0, gen.params, bytes);
     }
     pk->geom = gen.geom;
+    snprintf(pk->name, sizeof pk->name, "%s", gen.name);
     pk->args = gen.args;
     pk->nargs = gen.nargs;
     gen.args = NULL;
@@ -561,6 +563,16 @@ static size_t scalar_arg(sloth_dtype dt, double v, unsigned char *out) {
   }
 }
 
+/* SLOTH_PROFILE=1: each kernel waited for and timed, one line on stderr. */
+static void profile_line(const plan_kernel *pk, uint64_t t0) {
+  sloth__rt.backend->finish(sloth__rt.dev);
+  double us = (double)(sloth__now_ns() - t0) / 1e3;
+  if (pk->gemm)
+    fprintf(stderr, "sloth profile: %10.1f us  gemm %zux%zux%zu batch %zu\n", us, pk->gemm->desc.m, pk->gemm->desc.n,
+            pk->gemm->desc.k, pk->gemm->desc.batch);
+  else fprintf(stderr, "sloth profile: %10.1f us  %s (%zu work-items)\n", us, pk->name, pk->geom.global);
+}
+
 static int plan_run(const plan *p, const sloth__graph *g) {
   uint64_t t0 = sloth__now_ns();
   sloth__dbuf **bufs = calloc((size_t)(p->nmat ? p->nmat : 1), sizeof *bufs);
@@ -581,10 +593,13 @@ static int plan_run(const plan *p, const sloth__graph *g) {
     if (p->mat_bytes[m] && !bufs[m]) rc = sloth_last_status() ? sloth_last_status() : SLOTH_E_NOMEM;
   }
   sloth__karg args[64];
+  const bool profile = sloth__env("SLOTH_PROFILE") != NULL;
   for (int k = 0; k < p->nkernels && rc == SLOTH_OK; k++) {
     const plan_kernel *pk = &p->kernels[k];
+    uint64_t k0 = profile ? (sloth__rt.backend->finish(sloth__rt.dev), sloth__now_ns()) : 0;
     if (pk->gemm) {
       rc = run_gemm(pk->gemm, g, bufs);
+      if (profile) profile_line(pk, k0);
       continue;
     }
     if (pk->geom.global == 0) continue; /* zero-size output */
@@ -611,6 +626,7 @@ static int plan_run(const plan *p, const sloth__graph *g) {
     rc = sloth__rt.backend->launch(sloth__rt.dev, pk->kernel, &pk->geom, pk->nargs, a);
     if (a != args) free(a);
     sloth__count(CTR_KERNEL_LAUNCH, 1);
+    if (profile) profile_line(pk, k0);
   }
   if (rc != SLOTH_OK) {
     for (int m = 0; m < p->nmat; m++)
