@@ -99,7 +99,7 @@ typedef struct param {
  * its end, the slot's lives on outside any scope. Nothing is stored unless
  * every value is there and computed. */
 static int store_params(const char *what, param *p, int n) {
-  sloth_tensor *vals[4];
+  sloth_tensor *vals[4] = {NULL}; /* n <= 4 */
   for (int i = 0; i < n; i++) {
     if (!p[i].value) {
       int s = sloth_last_status();
