@@ -389,7 +389,10 @@ static int emit(cg *c, const sloth__node *n, const position *ix);
 static int new_var_as(cg *c, const sloth__node *n, const position *ix, const char *expr, bool exact) {
   int v = c->nvars++;
   if (n->dtype == SLOTH_BOOL) sloth__str_printf(&c->body, "  const uchar v%d = (uchar)((%s) != 0);\n", v, expr);
-  else if (n->dtype == SLOTH_F16 && !exact) sloth__str_printf(&c->body, "  const float v%d = slh_round((float)(%s));\n", v, expr);
+  else if (n->dtype == SLOTH_F16 && !exact) {
+    c->uses_half = true;
+    sloth__str_printf(&c->body, "  const float v%d = slh_round((float)(%s));\n", v, expr);
+  }
   else sloth__str_printf(&c->body, "  const %s v%d = (%s)(%s);\n", ctype(c, n->dtype), v, ctype(c, n->dtype), expr);
   if (c->nmemos == c->capmemos) {
     int cap = c->capmemos ? c->capmemos * 2 : 32;
@@ -1072,7 +1075,7 @@ int sloth__codegen_dialect(const sloth__graph *g, const sloth__schedule *s, int 
   emit_signature(&c, &sig, k->kind == SCHED_REDUCE);
   if (c.uses_f64) sloth__str_printf(src, "%s", c.d->fp64_enable);
   sloth__str_printf(src, "%s%s", c.d->prelude, !use_cpu_math(c.d) ? c.d->math : math ? c.d->cpu_math : "");
-  if (c.uses_f64) sloth__str_printf(src, "%s", c.d->math_f64);
+  if (c.uses_f64 && c.body.p && strstr(c.body.p, "sld_")) sloth__str_printf(src, "%s", c.d->math_f64);
   if (c.uses_half) sloth__str_printf(src, "%s", c.d->half_fns);
   if (c.uses_rng) sloth__str_printf(src, "%s", sloth__philox_cl);
   if (c.uses_atomics) sloth__str_printf(src, "%s", c.d->atomics);

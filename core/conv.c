@@ -81,7 +81,7 @@ static sloth_tensor *pool(bool max, sloth_tensor *x, int kh, int kw, int sh, int
     return NULL;
   }
   sloth_dtype dt = sloth_dtype_of(x);
-  double lowest = dt == SLOTH_F32 ? -INFINITY : dt == SLOTH_I32 ? (double)INT32_MIN : 0.0;
+  double lowest = sloth__is_float(dt) ? -INFINITY : dt == SLOTH_I32 ? (double)INT32_MIN : dt == SLOTH_I64 ? (double)INT64_MIN : 0.0;
   int64_t N = sloth_dim(x, 0), C = sloth_dim(x, 1), H = sloth_dim(x, 2) + 2 * ph, W = sloth_dim(x, 3) + 2 * pw;
   sloth_scope_begin();
   sloth_tensor *xp = padded(x, ph, pw, max ? lowest : 0.0);

@@ -40,8 +40,17 @@ static int shape_mismatch(const char *what, const char *na, const sloth_tensor *
   return sloth__fail(SLOTH_E_SHAPE, "%s: %s %s and %s %s must have the same shape", what, na, sa, nb, sb);
 }
 
-/* x as f32 (inside the caller's scope). */
-static sloth_tensor *as_float(sloth_tensor *x) { return sloth_dtype_of(x) == SLOTH_F32 ? x : sloth_cast(x, SLOTH_F32); }
+/* x as f32, or f64 for f64 (inside the caller's scope): f16 computes in f32. */
+static sloth_tensor *as_float(sloth_tensor *x) {
+  sloth_dtype dt = sloth_dtype_of(x);
+  return dt == SLOTH_F32 || dt == SLOTH_F64 ? x : sloth_cast(x, SLOTH_F32);
+}
+
+/* A result computed in f32 for an f16 input goes back to f16 (the ops whose
+ * result has the input's dtype: softmax, normalization). */
+static sloth_tensor *like_input(sloth_tensor *y, sloth_tensor *x) {
+  return sloth_dtype_of(x) == SLOTH_F16 && sloth_dtype_of(y) == SLOTH_F32 ? sloth_cast(y, SLOTH_F16) : y;
+}
 
 static bool bad_eps(const char *what, double eps) {
   if (eps >= 0 && isfinite(eps)) return false;
@@ -65,7 +74,7 @@ static sloth_tensor *softmax(bool log, sloth_tensor *x, int axis) {
    * file); (x - m) - log(s) keeps the precision x - (m + log(s)) loses */
   if (log) y = sloth_sub(sloth_sub(xf, m), sloth_log(s));
   else y = sloth_div(sloth_exp(sloth_sub(xf, m)), s);
-  y = sloth_keep(y);
+  y = sloth_keep(like_input(y, x));
   sloth_scope_end();
   return y;
 }
@@ -111,7 +120,7 @@ sloth_tensor *sloth_layer_norm(sloth_tensor *x, int normalized_ndim, sloth_tenso
   sloth_tensor *y = normalize(as_float(x), axes, k, eps, &mean, &var);
   if (weight) y = sloth_mul(y, weight);
   if (bias) y = sloth_add(y, bias);
-  y = sloth_keep(y);
+  y = sloth_keep(like_input(y, x));
   sloth_scope_end();
   return y;
 }
@@ -188,7 +197,7 @@ sloth_tensor *sloth_batch_norm(sloth_tensor *x, sloth_tensor *running_mean, slot
   if (bias) y = sloth_add(y, sloth_reshape(bias, r, pshape));
   bool ok = y && (!running_mean || (rm && rv));
   if (ok) {
-    y = sloth_keep(y);
+    y = sloth_keep(like_input(y, x));
     if (rm && new_running_mean) *new_running_mean = sloth_keep(rm);
     if (rv && new_running_var) *new_running_var = sloth_keep(rv);
   }
@@ -200,8 +209,8 @@ sloth_tensor *sloth_batch_norm(sloth_tensor *x, sloth_tensor *running_mean, slot
 
 static bool integer_labels(const char *what, sloth_tensor *labels) {
   sloth_dtype dt = sloth_dtype_of(labels);
-  if (dt == SLOTH_I32 || dt == SLOTH_U8) return true;
-  sloth__fail(SLOTH_E_DTYPE, "%s: labels must be an integer tensor (i32 or u8), not %s", what, sloth_dtype_name(dt));
+  if (dt == SLOTH_I32 || dt == SLOTH_I64 || dt == SLOTH_U8) return true;
+  sloth__fail(SLOTH_E_DTYPE, "%s: labels must be an integer tensor (i32, i64 or u8), not %s", what, sloth_dtype_name(dt));
   return false;
 }
 

@@ -272,7 +272,8 @@ sloth_tensor *sloth_leaky_relu(sloth_tensor *x, double slope); /* x > 0 ? x : sl
 sloth_tensor *sloth_clamp(sloth_tensor *x, double lo, double hi);
 
 /* Softmax along one axis (negative counts from the end), stable: the max
- * along the axis is subtracted first. Three kernels: max, sum of exp, output. */
+ * along the axis is subtracted first. Integers give f32; f16 computes in f32
+ * and gives f16 (so do layer_norm and batch_norm). Three kernels: max, sum of exp, output. */
 sloth_tensor *sloth_softmax(sloth_tensor *x, int axis);
 sloth_tensor *sloth_log_softmax(sloth_tensor *x, int axis);
 /* Normalizes over the last normalized_ndim dimensions (biased variance, like
@@ -296,7 +297,7 @@ sloth_tensor *sloth_batch_norm(sloth_tensor *x, sloth_tensor *running_mean, slot
 /* one_hot(labels, C)[..., c] = (labels[...] == c), as dtype dt; labels are
  * integer (i32, i64 or u8); labels outside [0, C) give a row of zeros. */
 sloth_tensor *sloth_one_hot(sloth_tensor *labels, int64_t num_classes, sloth_dtype dt);
-/* Losses, all mean-reduced to a rank-0 f32 tensor. Class scores are [N, C]
+/* Losses, all mean-reduced to a rank-0 f32 tensor (f64 when an input is f64). Class scores are [N, C]
  * or [N, C, d1, ...] (class axis 1; [C] with rank-0 labels also works) and
  * labels integer [N] or [N, d1, ...]. A label outside [0, C) is not checked
  * (that needs a sync): it adds 0 to the sum, which is still divided by the

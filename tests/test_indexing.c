@@ -3,7 +3,9 @@
 #include <sloth.h>
 
 #include "tap.h"
+#include "ref.h" /* f16 conversions */
 
+#include <math.h>
 #include <string.h>
 
 static float X[4096], G[4096], W[4096];
@@ -154,8 +156,120 @@ static void scan_scatter_tests(void) {
   sloth_scope_end();
 }
 
+/* i64 indices everywhere indices go, and the new value dtypes through the
+ * indexing ops (f16, f64, i64 values) */
+static void i64_tests(void) {
+  sloth_scope_begin();
+  fill(X, 60);
+  sloth_tensor *x = sloth_from_host(X, SLOTH_F32, 3, (int64_t[]){3, 4, 5});
+  int64_t idx[30];
+  for (int i = 0; i < 30; i++) idx[i] = (i * 7) % 4;
+  sloth_tensor *g = sloth_gather(x, 1, sloth_from_host(idx, SLOTH_I64, 3, (int64_t[]){3, 2, 5}));
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 2; j++)
+      for (int k = 0; k < 5; k++) W[(i * 2 + j) * 5 + k] = X[(i * 4 + idx[(i * 2 + j) * 5 + k]) * 5 + k];
+  ok(fetch(g, G, 30) == SLOTH_OK && memcmp(G, W, 30 * sizeof(float)) == 0, "gather with i64 indices");
+  int64_t rows[4] = {2, 0, 2, 1};
+  sloth_tensor *m = sloth_reshape(x, 2, (int64_t[]){3, 20});
+  sloth_tensor *r = sloth_index_select(m, 0, sloth_from_host(rows, SLOTH_I64, 1, (int64_t[]){4}));
+  for (int i = 0; i < 4; i++) memcpy(W + i * 20, X + rows[i] * 20, 20 * sizeof(float));
+  ok(fetch(r, G, 80) == SLOTH_OK && memcmp(G, W, 80 * sizeof(float)) == 0, "index_select with i64 indices");
+
+  /* embedding with i64 ids into f64 and f16 tables */
+  static double dt[40], dg[24];
+  uint16_t ht[40], hg[24];
+  for (int i = 0; i < 40; i++) dt[i] = i * 0.1 + 1e-12 * i, ht[i] = ref_f32_to_f16((float)(i * 0.25));
+  int64_t ids[6] = {9, 0, 3, 3, 1, 8};
+  sloth_tensor *idt = sloth_from_host(ids, SLOTH_I64, 2, (int64_t[]){2, 3});
+  sloth_tensor *ed = sloth_embedding(sloth_from_host(dt, SLOTH_F64, 2, (int64_t[]){10, 4}), idt);
+  sloth_tensor *eh = sloth_embedding(sloth_from_host(ht, SLOTH_F16, 2, (int64_t[]){10, 4}), idt);
+  int good = ed && eh && sloth_dtype_of(ed) == SLOTH_F64 && sloth_dtype_of(eh) == SLOTH_F16 &&
+             sloth_to_host(ed, dg, sizeof dg) == SLOTH_OK && sloth_to_host(eh, hg, sizeof hg) == SLOTH_OK;
+  for (int i = 0; good && i < 24; i++) good = dg[i] == dt[ids[i / 4] * 4 + i % 4] && hg[i] == ht[ids[i / 4] * 4 + i % 4];
+  ok(good, "embedding with i64 ids of f64 and f16 tables (exact rows)");
+
+  /* an i64 index past 2^32 must not wrap into range: it reads clamped and fails */
+  int64_t huge[6] = {9, 0, ((int64_t)1 << 32) + 1, 3, 1, 8};
+  sloth_tensor *eb = sloth_embedding(sloth_from_host(X, SLOTH_F32, 2, (int64_t[]){10, 4}),
+                                     sloth_from_host(huge, SLOTH_I64, 2, (int64_t[]){2, 3}));
+  int rc = fetch(eb, G, 24);
+  ok(rc == SLOTH_E_INVALID && strstr(sloth_last_error(), "out of range"), "an i64 id of 2^32 + 1 fails at the read: %s",
+     sloth_last_error());
+  sloth_clear_error();
+
+  /* scatter_add with i64 indices: f64 values (atomics on doubles), i64
+   * values (64-bit atomics), f16 values (accumulated in f32, result f16) */
+  int64_t sid[4] = {2, 0, 2, 4};
+  sloth_tensor *it = sloth_expand(sloth_from_host(sid, SLOTH_I64, 2, (int64_t[]){4, 1}), 2, (int64_t[]){4, 3});
+  double dv[12], dbase[15], dwant[15], dgot[15];
+  int64_t lv[12], lbase[15], lwant[15], lgot[15];
+  uint16_t hv[12], hbase[15], hgot[15];
+  for (int i = 0; i < 12; i++) dv[i] = 0.5 * i + 1e-10, lv[i] = ((int64_t)3 << 32) * (i + 1), hv[i] = ref_f32_to_f16(0.5f * (float)i);
+  for (int i = 0; i < 15; i++) dbase[i] = 1, lbase[i] = -1, hbase[i] = ref_f32_to_f16(1);
+  for (int i = 0; i < 15; i++) dwant[i] = 1, lwant[i] = -1;
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 3; j++) dwant[sid[i] * 3 + j] += dv[i * 3 + j], lwant[sid[i] * 3 + j] += lv[i * 3 + j];
+  sloth_tensor *sd = sloth_scatter_add(sloth_from_host(dbase, SLOTH_F64, 2, (int64_t[]){5, 3}), 0, it,
+                                       sloth_from_host(dv, SLOTH_F64, 2, (int64_t[]){4, 3}));
+  sloth_tensor *sl = sloth_scatter_add(sloth_from_host(lbase, SLOTH_I64, 2, (int64_t[]){5, 3}), 0, it,
+                                       sloth_from_host(lv, SLOTH_I64, 2, (int64_t[]){4, 3}));
+  sloth_tensor *sh = sloth_scatter_add(sloth_from_host(hbase, SLOTH_F16, 2, (int64_t[]){5, 3}), 0, it,
+                                       sloth_from_host(hv, SLOTH_F16, 2, (int64_t[]){4, 3}));
+  good = sd && sl && sh && sloth_dtype_of(sd) == SLOTH_F64 && sloth_dtype_of(sl) == SLOTH_I64 && sloth_dtype_of(sh) == SLOTH_F16 &&
+         sloth_to_host(sd, dgot, sizeof dgot) == SLOTH_OK && sloth_to_host(sl, lgot, sizeof lgot) == SLOTH_OK &&
+         sloth_to_host(sh, hgot, sizeof hgot) == SLOTH_OK;
+  for (int i = 0; good && i < 15; i++)
+    good = fabs(dgot[i] - dwant[i]) <= 1e-14 * fabs(dwant[i]) && lgot[i] == lwant[i] && hgot[i] == ref_f32_to_f16((float)(dwant[i] - 1e-10 * (dwant[i] != 1)));
+  ok(good, "scatter_add with i64 indices of f64, i64 (past 2^32) and f16 values %s", good ? "" : sloth_last_error());
+
+  /* cumsum: i64 stays i64 (past 2^32), f16 sums in f32 and gives f16, f64 in double */
+  int64_t cl[5] = {(int64_t)3 << 31, (int64_t)3 << 31, 5, -7, (int64_t)1 << 40}, cw[5], cg[5];
+  for (int i = 0; i < 5; i++) cw[i] = cl[i] + (i ? cw[i - 1] : 0);
+  sloth_tensor *cs = sloth_cumsum(sloth_from_host(cl, SLOTH_I64, 1, (int64_t[]){5}), 0);
+  ok(cs && sloth_dtype_of(cs) == SLOTH_I64 && sloth_to_host(cs, cg, sizeof cg) == SLOTH_OK && memcmp(cg, cw, sizeof cw) == 0,
+     "cumsum of i64 past 2^32");
+  static uint16_t h1[2000], hc[2000];
+  for (int i = 0; i < 2000; i++) h1[i] = ref_f32_to_f16(0.1f);
+  sloth_tensor *ch = sloth_cumsum(sloth_from_host(h1, SLOTH_F16, 1, (int64_t[]){2000}), 0);
+  double step = ref_f16_to_double(h1[0]);
+  good = ch && sloth_dtype_of(ch) == SLOTH_F16 && sloth_to_host(ch, hc, sizeof hc) == SLOTH_OK;
+  for (int i = 0; good && i < 2000; i += 111) good = fabs(ref_f16_to_double(hc[i]) - step * (i + 1)) <= 1e-3 * step * (i + 1);
+  ok(good, "cumsum of 2000 f16 values accumulates in f32 (the f16 prefix sums are within 1e-3)");
+
+  /* one_hot and cross_entropy with i64 labels */
+  int64_t labels[3] = {1, 0, 3};
+  sloth_tensor *lt = sloth_from_host(labels, SLOTH_I64, 1, (int64_t[]){3});
+  sloth_tensor *oh = sloth_one_hot(lt, 4, SLOTH_F32);
+  float ohw[12] = {0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1};
+  ok(fetch(oh, G, 12) == SLOTH_OK && memcmp(G, ohw, sizeof ohw) == 0, "one_hot of i64 labels");
+  float logits[12] = {0.5f, 1, -1, 2, 0, 0, 0, 0, 3, -2, 1, 0.25f}, loss = 0;
+  double want_loss = 0;
+  for (int n = 0; n < 3; n++) {
+    double mx = -1e30, se = 0;
+    for (int c = 0; c < 4; c++) mx = fmax(mx, logits[n * 4 + c]);
+    for (int c = 0; c < 4; c++) se += exp(logits[n * 4 + c] - mx);
+    want_loss += -(logits[n * 4 + labels[n]] - mx - log(se)) / 3;
+  }
+  sloth_tensor *ce = sloth_cross_entropy(sloth_from_host(logits, SLOTH_F32, 2, (int64_t[]){3, 4}), lt);
+  ok(ce && sloth_to_host(ce, &loss, sizeof loss) == SLOTH_OK && fabs(loss - want_loss) < 1e-5, "cross_entropy with i64 labels");
+
+  /* concat promotes through the new dtypes: f16 with i64 gives f16, with f64 f64 */
+  uint16_t hh[2] = {ref_f32_to_f16(1.5f), ref_f32_to_f16(-2)};
+  int64_t ll[2] = {7, -9};
+  sloth_tensor *th = sloth_from_host(hh, SLOTH_F16, 1, (int64_t[]){2}), *tl = sloth_from_host(ll, SLOTH_I64, 1, (int64_t[]){2});
+  sloth_tensor *c1 = sloth_concat((sloth_tensor *[]){th, tl}, 2, 0), *c2 = sloth_concat((sloth_tensor *[]){tl, sloth_cast(th, SLOTH_F64)}, 2, 0);
+  uint16_t c1g[4];
+  double c2g[4];
+  good = c1 && c2 && sloth_dtype_of(c1) == SLOTH_F16 && sloth_dtype_of(c2) == SLOTH_F64 && sloth_to_host(c1, c1g, sizeof c1g) == SLOTH_OK &&
+         sloth_to_host(c2, c2g, sizeof c2g) == SLOTH_OK && ref_f16_to_double(c1g[0]) == 1.5 && ref_f16_to_double(c1g[3]) == -9 &&
+         c2g[0] == 7 && c2g[3] == -2;
+  ok(good, "concat of f16 and i64 gives f16, of i64 and f64 gives f64");
+  sloth_scope_end();
+}
+
 int main(void) {
   if (sloth_init(NULL) != SLOTH_OK) skip_all(sloth_last_error());
+  i64_tests();
   gather_tests();
   concat_tests();
   scan_scatter_tests();

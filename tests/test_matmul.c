@@ -4,7 +4,9 @@
 #include <sloth.h>
 
 #include "tap.h"
+#include "ref.h" /* f16 conversions */
 
+#include <math.h>
 #include <string.h>
 
 static unsigned rng = 12345;
@@ -181,8 +183,98 @@ static void edge_cases(void) {
   sloth_scope_end();
 }
 
+/* f64 runs as DGEMM (CLBlast, the host's cblas_dgemm, cuBLAS); f16 as HGEMM
+ * where the device has fp16 arithmetic, elsewhere as one f32 GEMM between
+ * casts that fuse into the kernels around it. */
+static void other_dtypes(void) {
+  enum { M = 33, K = 17, N = 65 };
+  static double da[2 * M * K], db[2 * K * N], dc[2 * M * N], dgot[2 * M * N];
+  sloth_device_info dev;
+  sloth_device_current(&dev);
+  /* f64: transposed A read in place, then batches evenly and unevenly spaced */
+  sloth_scope_begin();
+  for (int i = 0; i < 2 * M * K; i++) da[i] = (double)frand() + 1e-9 * frand(); /* digits beyond f32 */
+  for (int i = 0; i < 2 * K * N; i++) db[i] = (double)frand() + 1e-9 * frand();
+  sloth_tensor *at = sloth_from_host(da, SLOTH_F64, 2, (int64_t[]){K, M}), *b = sloth_from_host(db, SLOTH_F64, 2, (int64_t[]){K, N});
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      long double acc = 0;
+      for (int k = 0; k < K; k++) acc += (long double)da[k * M + i] * db[k * N + j];
+      dc[i * N + j] = (double)acc;
+    }
+  int64_t launches = sloth_counter("kernel_launch"), calls = sloth_counter("gemm_call");
+  sloth_tensor *c = sloth_matmul(sloth_transpose(at, 0, 1), b);
+  int rc = c ? sloth_to_host(c, dgot, sizeof(double) * M * N) : sloth_last_status();
+  double worst = 0;
+  for (int i = 0; rc == SLOTH_OK && i < M * N; i++) worst = fmax(worst, fabs(dgot[i] - dc[i]) / (1e-13 + 1e-13 * fabs(dc[i])));
+  ok(rc == SLOTH_OK && worst <= 1 && sloth_dtype_of(c) == SLOTH_F64, "f64 A^T B in double precision (normalized error %.3g) %s",
+     worst, rc ? sloth_last_error() : "");
+  ok(sloth_counter("gemm_call") - calls == 1 && sloth_counter("kernel_launch") == launches, "one DGEMM, no copy kernel");
+  sloth_tensor *ab = sloth_from_host(da, SLOTH_F64, 3, (int64_t[]){2, M, K}), *bb = sloth_from_host(db, SLOTH_F64, 3, (int64_t[]){2, K, N});
+  sloth_tensor *b1 = sloth_from_host(db, SLOTH_F64, 4, (int64_t[]){1, 2, K, N});
+  sloth_tensor *a1 = sloth_reshape(ab, 4, (int64_t[]){2, 1, M, K});
+  sloth_tensor *cs = sloth_matmul(ab, bb), *cu = sloth_matmul(a1, b1); /* [2,M,N] evenly; [2,2,M,N] broadcast */
+  static double want[4 * M * N], got[4 * M * N];
+  for (int z = 0; z < 4; z++)
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        long double acc = 0;
+        for (int k = 0; k < K; k++) acc += (long double)da[(z / 2) * M * K + i * K + k] * db[(z % 2) * K * N + k * N + j];
+        want[(z * M + i) * N + j] = (double)acc;
+      }
+  int good = cs && cu && sloth_to_host(cs, got, sizeof(double) * 2 * M * N) == SLOTH_OK;
+  for (int z = 0; good && z < 2; z++)
+    for (int e = 0; e < M * N; e++) good &= fabs(got[z * M * N + e] - want[(3 * z) * M * N + e]) <= 1e-13 * (1 + fabs(got[z * M * N + e]));
+  good = good && sloth_to_host(cu, got, sizeof(double) * 4 * M * N) == SLOTH_OK;
+  for (int e = 0; good && e < 4 * M * N; e++) good &= fabs(got[e] - want[e]) <= 1e-13 * (1 + fabs(want[e]));
+  ok(good, "f64 batched GEMMs (strided and broadcast batches) %s", good ? "" : sloth_last_error());
+  double z4[12];
+  sloth_tensor *e = sloth_matmul(sloth_zeros(SLOTH_F64, 2, (int64_t[]){3, 0}), sloth_zeros(SLOTH_F64, 2, (int64_t[]){0, 4}));
+  ok(e && sloth_to_host(e, z4, sizeof z4) == SLOTH_OK && z4[0] == 0 && z4[11] == 0, "f64 [3,0] @ [0,4] is zeros");
+  sloth_scope_end();
+
+  /* f16: operands rounded to f16, products summed in f32 (or by HGEMM), the result rounded to f16 */
+  sloth_scope_begin();
+  static uint16_t ha[M * K], hb[K * N], hc[M * N];
+  static float fa[M * K], fb[K * N], fc[M * N], fgot[M * N], bias[N];
+  for (int i = 0; i < M * K; i++) ha[i] = ref_f32_to_f16(frand()), fa[i] = (float)ref_f16_to_double(ha[i]);
+  for (int i = 0; i < K * N; i++) hb[i] = ref_f32_to_f16(frand()), fb[i] = (float)ref_f16_to_double(hb[i]);
+  for (int i = 0; i < N; i++) bias[i] = (float)ref_f16_to_double(ref_f32_to_f16(frand()));
+  ref_gemm((mat){fa, K, 1, 0}, (mat){fb, N, 1, 0}, fc, 1, M, K, N);
+  for (int i = 0; i < M * N; i++) fc[i] = (float)ref_f16_to_double(ref_f32_to_f16(fc[i]));
+  sloth_tensor *x = sloth_from_host(ha, SLOTH_F16, 2, (int64_t[]){M, K}), *w = sloth_from_host(hb, SLOTH_F16, 2, (int64_t[]){K, N});
+  calls = sloth_counter("gemm_call");
+  sloth_tensor *y = sloth_matmul(x, w);
+  rc = y ? sloth_to_host(y, hc, sizeof hc) : sloth_last_status();
+  for (int i = 0; i < M * N; i++) fgot[i] = (float)ref_f16_to_double(hc[i]);
+  double err = rc == SLOTH_OK ? tap_max_err(fgot, fc, M * N, 2e-3, 2e-3) : 99;
+  ok(rc == SLOTH_OK && err <= 1 && sloth_dtype_of(y) == SLOTH_F16, "f16 matmul gives f16 (normalized error %.3g, %s) %s", err,
+     dev.fp16 ? "fp16 device" : "computed in f32", rc ? sloth_last_error() : "");
+  ok(sloth_counter("gemm_call") - calls == 1, "one GEMM call");
+  /* relu(x @ w + b) in f16: the bias, the activation and the cast to f16
+   * fuse into one kernel after the GEMM */
+  uint16_t hbias[N];
+  for (int i = 0; i < N; i++) hbias[i] = ref_f32_to_f16(bias[i]);
+  sloth_tensor *bt = sloth_from_host(hbias, SLOTH_F16, 1, (int64_t[]){N});
+  launches = sloth_counter("kernel_launch");
+  sloth_tensor *r = sloth_relu(sloth_add(sloth_matmul(x, w), bt));
+  rc = r ? sloth_to_host(r, hc, sizeof hc) : sloth_last_status();
+  for (int i = 0; i < M * N; i++) {
+    float v = (float)ref_f16_to_double(ref_f32_to_f16(fc[i])) + bias[i % N];
+    fc[i] = (float)ref_f16_to_double(ref_f32_to_f16(fmaxf((float)ref_f16_to_double(ref_f32_to_f16(v)), 0.0f)));
+    fgot[i] = (float)ref_f16_to_double(hc[i]);
+  }
+  err = rc == SLOTH_OK ? tap_max_err(fgot, fc, M * N, 4e-3, 4e-3) : 99;
+  ok(rc == SLOTH_OK && err <= 1, "relu(x @ w + b) in f16 (normalized error %.3g)", err);
+  diag("f16 relu(x @ w + b): %lld kernel launches beside the GEMM", (long long)(sloth_counter("kernel_launch") - launches));
+  ok(sloth_counter("kernel_launch") - launches <= (dev.fp16 ? 1 : 3),
+     "casts fuse: one epilogue kernel (and without fp16, one cast kernel per operand)");
+  sloth_scope_end();
+}
+
 int main(void) {
   if (sloth_init(NULL) != SLOTH_OK) skip_all(sloth_last_error());
+  other_dtypes();
   plain_sizes();
   views_in_place();
   batches();

@@ -163,8 +163,10 @@ static void expect_error(sloth_tensor *t, sloth_status want, const char *what) {
 
 static void test_creation(void) {
   /* from_host / to_host round trip of every dtype, without any kernel */
-  static const double lo[] = {[SLOTH_F32] = -1e6, [SLOTH_I32] = -2e9, [SLOTH_U8] = 0, [SLOTH_BOOL] = 0};
-  static const double hi[] = {[SLOTH_F32] = 1e6, [SLOTH_I32] = 2e9, [SLOTH_U8] = 255, [SLOTH_BOOL] = 1};
+  static const double lo[] = {[SLOTH_F32] = -1e6, [SLOTH_I32] = -2e9, [SLOTH_U8] = 0,    [SLOTH_BOOL] = 0,
+                              [SLOTH_F16] = -6e4, [SLOTH_I64] = -4e15, [SLOTH_F64] = -1e12};
+  static const double hi[] = {[SLOTH_F32] = 1e6, [SLOTH_I32] = 2e9, [SLOTH_U8] = 255,  [SLOTH_BOOL] = 1,
+                              [SLOTH_F16] = 6e4, [SLOTH_I64] = 4e15, [SLOTH_F64] = 1e12};
   for (int dt = 0; dt < SLOTH_DTYPE_COUNT; dt++) {
     pair p = input((sloth_dtype)dt, S(3, 5), lo[dt], hi[dt], 0);
     ref_t *want = ref_clone(p.r);
@@ -200,6 +202,14 @@ static void test_creation(void) {
   expect(sloth_scalar(2.5, SLOTH_F32), ref_full(2.5, SLOTH_F32, 0, NULL), EXACT, "scalar f32");
   expect(sloth_scalar(-3, SLOTH_I32), ref_full(-3, SLOTH_I32, 0, NULL), EXACT, "scalar i32");
   expect(sloth_scalar(1, SLOTH_BOOL), ref_full(1, SLOTH_BOOL, 0, NULL), EXACT, "scalar bool");
+  expect(sloth_scalar(0.1, SLOTH_F16), ref_full(0.1, SLOTH_F16, 0, NULL), EXACT, "scalar f16 (rounded to f16)");
+  expect(sloth_scalar(0.1, SLOTH_F64), ref_full(0.1, SLOTH_F64, 0, NULL), EXACT, "scalar f64 (all of double)");
+  expect(sloth_scalar(-3e15, SLOTH_I64), ref_full(-3e15, SLOTH_I64, 0, NULL), EXACT, "scalar i64 beyond i32");
+  expect(sloth_full(0.1, SLOTH_F16, S(2, 3)), ref_full(0.1, SLOTH_F16, S(2, 3)), EXACT, "full f16 0.1 (a kernel argument)");
+  expect(sloth_full(1.0 / 3, SLOTH_F64, S(3)), ref_full(1.0 / 3, SLOTH_F64, S(3)), EXACT, "full f64 1/3");
+  expect(sloth_full(5e12, SLOTH_I64, S(2)), ref_full(5e12, SLOTH_I64, S(2)), EXACT, "full i64 5e12");
+  expect(sloth_full(1e5, SLOTH_F16, S(2)), ref_full(1e5, SLOTH_F16, S(2)), EXACT, "full f16 1e5 overflows to inf");
+  expect(sloth_full(1e-7, SLOTH_F16, S(2)), ref_full(1e-7, SLOTH_F16, S(2)), EXACT, "full f16 1e-7 (subnormal)");
   flush();
   {
     /* a bool scalar used in a kernel: 0.25 is true */
@@ -230,6 +240,8 @@ static void test_creation(void) {
       {0, 10, 1, SLOTH_F32},    {1, 2, 0.1, SLOTH_F32}, {5, -5, -1.5, SLOTH_F32}, {0, 5, 0.5, SLOTH_F32},
       {0, 20, 3, SLOTH_I32},    {10, 0, -2, SLOTH_I32}, {-4, 4, 1, SLOTH_I32},    {0, 200, 7, SLOTH_U8},
       {3, 3, 1, SLOTH_F32},     {5, 0, 1, SLOTH_I32},
+      {0, 10, 0.5, SLOTH_F16},  {-2, 2, 0.25, SLOTH_F16}, {0, 1, 0.1, SLOTH_F64}, {5, -5, -1.5, SLOTH_F64},
+      {0, 20, 3, SLOTH_I64},    {10, 0, -2, SLOTH_I64},
   };
   for (size_t i = 0; i < sizeof ar / sizeof ar[0]; i++)
     expect(sloth_arange(ar[i].a, ar[i].b, ar[i].s, ar[i].dt), ref_arange(ar[i].a, ar[i].b, ar[i].s, ar[i].dt), ARITH,
@@ -279,8 +291,14 @@ static void test_unary(void) {
   unary_batch(SLOTH_I32, S(3, 4), -9, 9, 1, 1, 12);
   unary_batch(SLOTH_U8, S(3, 4), 0, 255, 1, 1, 12);
   unary_batch(SLOTH_BOOL, S(3, 4), 0, 1, 1, 1, 1);
+  unary_batch(SLOTH_I64, S(3, 4), -9, 9, 1, 1, 12);
+  /* f16 computes in f32 and rounds to f16; f64 computes in double */
+  unary_batch(SLOTH_F16, S(3, 4), -3.5, 3.5, 0.25, 0.25, 4);
+  unary_batch(SLOTH_F64, S(3, 4), -3.5, 3.5, 0.25, 0.25, 4);
   /* continuous values */
   unary_batch(SLOTH_F32, S(5, 3), -4, 4, 0, 0.05, 6);
+  unary_batch(SLOTH_F16, S(5, 3), -4, 4, 0, 0.05, 6);
+  unary_batch(SLOTH_F64, S(5, 3), -4, 4, 0, 0.05, 6);
   /* one op alone in its kernel, on a view */
   {
     pair x = input(SLOTH_F32, S(4, 3), -4, 4, 0);
@@ -424,6 +442,26 @@ static void test_binary(void) {
     pair_free(b);
   }
   {
+    /* f16 (float math rounded to f16) and f64 (double math), quantized with
+     * broadcasting and continuous */
+    static const sloth_dtype fdt[] = {SLOTH_F16, SLOTH_F64};
+    for (int i = 0; i < 2; i++) {
+      pair a = input(fdt[i], S(3, 4), 0.25, 3, 0.25), b = input_nonzero(fdt[i], S(4), -2, 2, 0.25, 1.75);
+      binary_batch(a, b, ALL_BINARY, "quantized");
+      pair c = input(fdt[i], S(2, 3), 0.1, 3, 0), d = input(fdt[i], S(3), 0.2, 2.5, 0);
+      binary_batch(c, d, ALL_BINARY, "continuous");
+      pair_free(a), pair_free(b), pair_free(c), pair_free(d);
+    }
+    /* i64, also beyond the range of i32 */
+    pair a = input(SLOTH_I64, S(3, 4), -20, 20, 1), b = input_nonzero(SLOTH_I64, S(3, 4), -20, 20, 1, 7);
+    binary_batch(a, b, NO_DIVPOW | (1u << RB_DIV), "i64");
+    pair big = input(SLOTH_I64, S(2, 5), -4e12, 4e12, 1), big2 = input(SLOTH_I64, S(5), -4e12, 4e12, 1);
+    binary_batch(big, big2,
+                 (1u << RB_ADD) | (1u << RB_SUB) | (1u << RB_MAXIMUM) | (1u << RB_MINIMUM) | (1u << RB_LT) | (1u << RB_EQ),
+                 "beyond i32");
+    pair_free(a), pair_free(b), pair_free(big), pair_free(big2);
+  }
+  {
     pair a = input(SLOTH_F32, S(2, 3), 0, 1, 0), b = input(SLOTH_F32, S(3, 2), 0, 1, 0);
     expect_error(sloth_add(a.t, b.t), SLOTH_E_SHAPE, "add of [2,3] and [3,2]");
     pair_free(a);
@@ -431,13 +469,15 @@ static void test_binary(void) {
   }
 }
 
-/* all pairs of dtypes through a few ops: the result dtype follows bool < u8 < i32 < f32 */
+/* all pairs of dtypes through a few ops: the result dtype follows
+ * bool < u8 < i32 < i64 < f16 < f32 < f64 */
 static void test_promotion(void) {
   pair in[SLOTH_DTYPE_COUNT], nz[SLOTH_DTYPE_COUNT];
   for (int dt = 0; dt < SLOTH_DTYPE_COUNT; dt++) {
     /* negative i32 values meet u8 ones: they must compare and add as i32 */
-    in[dt] = input((sloth_dtype)dt, S(2, 3), dt == SLOTH_I32 ? -4 : 0, dt == SLOTH_F32 ? 4 : 6, dt == SLOTH_F32 ? 0.5 : 1);
-    nz[dt] = input_nonzero((sloth_dtype)dt, S(3), 1, 5, dt == SLOTH_F32 ? 0.5 : 1, 1);
+    int fl = ref_is_float((sloth_dtype)dt), neg = dt == SLOTH_I32 || dt == SLOTH_I64;
+    in[dt] = input((sloth_dtype)dt, S(2, 3), neg ? -4 : 0, fl ? 4 : 6, fl ? 0.5 : 1);
+    nz[dt] = input_nonzero((sloth_dtype)dt, S(3), 1, 5, fl ? 0.5 : 1, 1);
   }
   static const ref_binary_op ops[] = {RB_ADD, RB_MUL, RB_MAXIMUM, RB_MINIMUM, RB_LT, RB_EQ, RB_GE, RB_AND};
   for (int a = 0; a < SLOTH_DTYPE_COUNT; a++)
@@ -447,8 +487,9 @@ static void test_promotion(void) {
                ref_binary_names[ops[k]], sloth_dtype_name((sloth_dtype)a), sloth_dtype_name((sloth_dtype)b),
                sloth_dtype_name(ref_binary_dtype(ops[k], (sloth_dtype)a, (sloth_dtype)b)));
       if (b != SLOTH_BOOL)
-        expect(sloth_div(in[a].t, nz[b].t), ref_binary(RB_DIV, in[a].r, nz[b].r), MATH, "div %s x %s -> f32",
-               sloth_dtype_name((sloth_dtype)a), sloth_dtype_name((sloth_dtype)b));
+        expect(sloth_div(in[a].t, nz[b].t), ref_binary(RB_DIV, in[a].r, nz[b].r), MATH, "div %s x %s -> %s",
+               sloth_dtype_name((sloth_dtype)a), sloth_dtype_name((sloth_dtype)b),
+               sloth_dtype_name(ref_binary_dtype(RB_DIV, (sloth_dtype)a, (sloth_dtype)b)));
       if (a != SLOTH_BOOL || b != SLOTH_BOOL)
         expect(sloth_sub(in[a].t, in[b].t), ref_binary(RB_SUB, in[a].r, in[b].r), EXACT, "sub %s x %s", sloth_dtype_name((sloth_dtype)a),
                sloth_dtype_name((sloth_dtype)b));
@@ -476,6 +517,16 @@ static void test_scalar_ops(void) {
     flush();
     pair_free(x);
   }
+  /* f16 and f64 tensors keep their dtype (an f16 scalar is rounded to f16) */
+  for (int k = 0; k < 2; k++) {
+    sloth_dtype dt = k ? SLOTH_F64 : SLOTH_F16;
+    pair x = input(dt, S(3, 4), 0.25, 3, 0);
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
+      expect(fn[fs[i].op](x.t, fs[i].s), ref_binary_scalar(fs[i].op, x.r, fs[i].s), binary_tol(fs[i].op), "%s_scalar(%g) %s",
+             ref_binary_names[fs[i].op], fs[i].s, sloth_dtype_name(dt));
+    flush();
+    pair_free(x);
+  }
   /* integer tensors: an integral scalar keeps the dtype, a fractional one gives f32 */
   static const struct {
     sloth_dtype dt;
@@ -487,11 +538,14 @@ static void test_scalar_ops(void) {
       {SLOTH_U8, RB_SUB, 3},    {SLOTH_U8, RB_ADD, -1},   {SLOTH_U8, RB_MUL, 3},     {SLOTH_U8, RB_ADD, 0.5},
       {SLOTH_U8, RB_DIV, 4},    {SLOTH_BOOL, RB_ADD, 1},  {SLOTH_BOOL, RB_MUL, 0},   {SLOTH_BOOL, RB_ADD, 0.5},
       {SLOTH_BOOL, RB_MUL, 2.5},
+      {SLOTH_I64, RB_ADD, 3},   {SLOTH_I64, RB_SUB, 5e12}, {SLOTH_I64, RB_MUL, 0.5}, {SLOTH_I64, RB_DIV, 2},
+      {SLOTH_I64, RB_POW, 2},
   };
   pair xi[SLOTH_DTYPE_COUNT];
   xi[SLOTH_I32] = input(SLOTH_I32, S(2, 5), -30, 30, 1);
   xi[SLOTH_U8] = input(SLOTH_U8, S(2, 5), 0, 255, 1);
   xi[SLOTH_BOOL] = input(SLOTH_BOOL, S(2, 5), 0, 1, 1);
+  xi[SLOTH_I64] = input(SLOTH_I64, S(2, 5), -30, 30, 1);
   for (size_t i = 0; i < sizeof is / sizeof is[0]; i++)
     expect(fn[is[i].op](xi[is[i].dt].t, is[i].s), ref_binary_scalar(is[i].op, xi[is[i].dt].r, is[i].s), binary_tol(is[i].op),
            "%s_scalar(%g) %s -> %s", ref_binary_names[is[i].op], is[i].s, sloth_dtype_name(is[i].dt),
@@ -500,6 +554,7 @@ static void test_scalar_ops(void) {
   pair_free(xi[SLOTH_I32]);
   pair_free(xi[SLOTH_U8]);
   pair_free(xi[SLOTH_BOOL]);
+  pair_free(xi[SLOTH_I64]);
 }
 
 static void test_where(void) {
@@ -536,9 +591,15 @@ static void test_cast(void) {
   src[SLOTH_I32] = input(SLOTH_I32, S(3, 5), -300, 300, 1);
   src[SLOTH_U8] = input(SLOTH_U8, S(3, 5), 0, 255, 1);
   src[SLOTH_BOOL] = input(SLOTH_BOOL, S(3, 5), 0, 1, 1);
-  src[SLOTH_F32].r->v[0] = 0; /* a zero for the bool casts */
-  sloth_release(src[SLOTH_F32].t);
-  src[SLOTH_F32].t = ref_upload(src[SLOTH_F32].r);
+  src[SLOTH_F16] = input(SLOTH_F16, S(3, 5), 0, 200, 0.25); /* quarters up to 200 are exact in f16 */
+  src[SLOTH_F64] = input(SLOTH_F64, S(3, 5), 0, 200, 0.25);
+  src[SLOTH_I64] = input(SLOTH_I64, S(3, 5), -300, 300, 1);
+  static const sloth_dtype fdt[] = {SLOTH_F32, SLOTH_F16, SLOTH_F64};
+  for (int k = 0; k < 3; k++) { /* a zero for the bool casts */
+    src[fdt[k]].r->v[0] = 0;
+    sloth_release(src[fdt[k]].t);
+    src[fdt[k]].t = ref_upload(src[fdt[k]].r);
+  }
   for (int a = 0; a < SLOTH_DTYPE_COUNT; a++)
     for (int b = 0; b < SLOTH_DTYPE_COUNT; b++)
       expect(sloth_cast(src[a].t, (sloth_dtype)b), ref_cast(src[a].r, (sloth_dtype)b), EXACT, "cast %s -> %s", sloth_dtype_name((sloth_dtype)a),
@@ -546,15 +607,36 @@ static void test_cast(void) {
   pair neg = input(SLOTH_F32, S(3, 5), -100, 100, 0);
   expect(sloth_cast(neg.t, SLOTH_I32), ref_cast(neg.r, SLOTH_I32), EXACT, "cast f32 -> i32 truncates toward zero");
   expect(sloth_cast(neg.t, SLOTH_BOOL), ref_cast(neg.r, SLOTH_BOOL), EXACT, "cast negative f32 -> bool");
+  /* rounding to f16 (nearest even, subnormals, overflow to infinity) and to f32 */
+  {
+    static const double fv[] = {0.1, -0.1, 1.0 / 3, 2049, 2051, 65504, 65519.9, 65520, -1e6, 1e-5, 3e-8, 2.98023223876953125e-8,
+                                -5.9604644775390625e-8, 1e-9, 0.0, -0.0, 1.00048828125, 1.00146484375};
+    const int64_t nf = (int64_t)(sizeof fv / sizeof fv[0]);
+    ref_t *r32 = ref_alloc(SLOTH_F32, 1, &nf), *r64 = ref_alloc(SLOTH_F64, 1, &nf);
+    for (int64_t i = 0; i < nf; i++) r32->v[i] = ref_conv(fv[i], SLOTH_F32), r64->v[i] = fv[i];
+    pair p32 = from_ref(r32), p64 = from_ref(r64);
+    expect(sloth_cast(p32.t, SLOTH_F16), ref_cast(p32.r, SLOTH_F16), EXACT, "cast f32 -> f16 rounds to nearest even");
+    expect(sloth_cast(p64.t, SLOTH_F32), ref_cast(p64.r, SLOTH_F32), EXACT, "cast f64 -> f32 rounds");
+    sloth_tensor *h = sloth_cast(p32.t, SLOTH_F16), *l = sloth_cast(p64.t, SLOTH_I64);
+    ref_t *rh = ref_cast(p32.r, SLOTH_F16), *rl = ref_cast(p64.r, SLOTH_I64);
+    expect(sloth_cast(h, SLOTH_F64), ref_cast(rh, SLOTH_F64), EXACT, "cast f32 -> f16 -> f64");
+    pair big = input(SLOTH_I64, 1, &nf, -4e15, 4e15, 0);
+    expect(sloth_cast(big.t, SLOTH_F64), ref_cast(big.r, SLOTH_F64), EXACT, "cast i64 beyond 2^32 -> f64");
+    expect(sloth_add(l, big.t), ref_binary(RB_ADD, rl, big.r), EXACT, "cast(f64, i64) + i64");
+    flush();
+    sloth_release(h), sloth_release(l);
+    ref_free(rh), ref_free(rl);
+    pair_free(p32), pair_free(p64), pair_free(big);
+  }
   flush();
   /* casts inside expressions */
-  sloth_tensor *c = sloth_cast(sloth_add_scalar(neg.t, 0.5), SLOTH_I32);
+  sloth_tensor *c0 = sloth_add_scalar(neg.t, 0.5), *c = sloth_cast(c0, SLOTH_I32);
   ref_t *t1 = ref_binary_scalar(RB_ADD, neg.r, 0.5);
   sloth_tensor *d = sloth_mul_scalar(c, 3);
   ref_t *rc = ref_cast(t1, SLOTH_I32);
   expect(d, ref_binary_scalar(RB_MUL, rc, 3), EXACT, "cast(x + 0.5, i32) * 3");
   flush();
-  sloth_release(c);
+  sloth_release(c0), sloth_release(c);
   ref_free(t1), ref_free(rc);
   pair_free(neg);
   for (int a = 0; a < SLOTH_DTYPE_COUNT; a++) pair_free(src[a]);
@@ -954,7 +1036,7 @@ static void test_reductions(void) {
   /* reductions of elementwise expressions (fused into the reduction) */
   {
     pair y = input(SLOTH_F32, S(4, 5), -1, 1, 0);
-    sloth_tensor *e = sloth_mul(sloth_exp(x.t), y.t);
+    sloth_tensor *e0 = sloth_exp(x.t), *e = sloth_mul(e0, y.t);
     ref_t *re0 = ref_unary(RU_EXP, x.r), *re = ref_binary(RB_MUL, re0, y.r);
     pair ep = {e, re};
     reduce_case_tol(RR_SUM, ep, (int[]){1}, 1, 0, "exp(x) * y[4,5]", &MATH);
@@ -962,7 +1044,7 @@ static void test_reductions(void) {
     reduce_case_tol(RR_ARGMIN, ep, (int[]){2}, 1, 0, "exp(x) * y[4,5]", &MATH); /* continuous: no near-ties */
     reduce_case_tol(RR_MEAN, ep, NULL, 0, 1, "exp(x) * y[4,5]", &MATH);
     flush();
-    sloth_release(e);
+    sloth_release(e0), sloth_release(e);
     ref_free(re0), ref_free(re);
     pair_free(y);
   }
@@ -1004,6 +1086,39 @@ static void test_reductions(void) {
     reduce_case(RR_ARGMAX, b, (int[]){0}, 1, 0, "b");
     flush();
     pair_free(i), pair_free(u), pair_free(b), pair_free(small);
+  }
+  /* f16 (accumulated in float, the result f16), f64 (in double), i64 (sum
+   * and prod stay i64, mean gives f32) */
+  {
+    pair h = input(SLOTH_F16, S(4, 6), -2, 2, 0), d = input(SLOTH_F64, S(4, 6), -2, 2, 0);
+    pair hq = input(SLOTH_F16, S(4, 6), -1, 1, 0.5), h1 = input(SLOTH_F16, S(4, 6), 0.6, 1.5, 0);
+    pair d1 = input(SLOTH_F64, S(4, 6), 0.6, 1.5, 0);
+    pair l = input(SLOTH_I64, S(4, 6), -50, 50, 1), lbig = input(SLOTH_I64, S(4, 6), -4e12, 4e12, 1);
+    pair *fs[] = {&h, &d};
+    for (int k = 0; k < 2; k++) {
+      reduce_case(RR_SUM, *fs[k], (int[]){1}, 1, 0, "x");
+      reduce_case(RR_SUM, *fs[k], NULL, 0, 1, "x");
+      reduce_case(RR_MEAN, *fs[k], (int[]){0}, 1, 0, "x");
+      reduce_case(RR_MAX, *fs[k], (int[]){1}, 1, 1, "x");
+      reduce_case(RR_MIN, *fs[k], NULL, 0, 0, "x");
+      reduce_case(RR_ARGMIN, *fs[k], (int[]){1}, 1, 0, "x");
+    }
+    reduce_case(RR_PROD, h1, (int[]){1}, 1, 0, "near 1");
+    reduce_case(RR_PROD, d1, (int[]){0}, 1, 0, "near 1");
+    reduce_case(RR_ARGMAX, hq, (int[]){0}, 1, 0, "quantized");
+    reduce_case(RR_SUM, l, (int[]){1}, 1, 0, "l");
+    reduce_case(RR_MEAN, l, (int[]){0}, 1, 0, "l");
+    reduce_case(RR_MAX, l, NULL, 0, 0, "l");
+    reduce_case(RR_ARGMAX, l, (int[]){1}, 1, 1, "l");
+    reduce_case(RR_SUM, lbig, (int[]){0}, 1, 0, "beyond i32");
+    reduce_case(RR_MIN, lbig, (int[]){1}, 1, 0, "beyond i32");
+    flush();
+    /* 1500 f16 values summing to ~750: an f16 accumulator would lose most of it */
+    pair hbig = input(SLOTH_F16, S(2, 1500), 0, 1, 0);
+    reduce_case(RR_SUM, hbig, (int[]){1}, 1, 0, "big");
+    reduce_case(RR_MEAN, hbig, NULL, 0, 0, "big");
+    flush();
+    pair_free(h), pair_free(d), pair_free(hq), pair_free(h1), pair_free(d1), pair_free(l), pair_free(lbig), pair_free(hbig);
   }
   /* sizes that use several work-items per output (tree reduction across
    * lanes) and many outputs of one work-item each */
@@ -1211,11 +1326,58 @@ static void test_matmul(void) {
   pair ia = input(SLOTH_I32, S(3, 4), -5, 5, 1), ib = input(SLOTH_U8, S(4, 2), 0, 9, 1);
   expect(sloth_matmul(ia.t, ib.t), ref_matmul(ia.r, ib.r), EXACT, "matmul i32 @ u8 -> f32");
   flush();
+  /* f16 (HGEMM, or an f32 GEMM between casts where the device has no fp16)
+   * and f64 (DGEMM); mixed dtypes promote */
+  {
+    static const tol MM64 = {1e-12, 1e-12};
+    pair h = input(SLOTH_F16, S(2, 3, 4), -1, 1, 0), h2 = input(SLOTH_F16, S(4, 5), -1, 1, 0);
+    pair d = input(SLOTH_F64, S(3, 4), -1, 1, 0), d2 = input(SLOTH_F64, S(2, 4, 5), -1, 1, 0);
+    pair f = input(SLOTH_F32, S(4, 5), -1, 1, 0), l = input(SLOTH_I64, S(4, 5), -3, 3, 1);
+    expect(sloth_matmul(h.t, h2.t), ref_matmul(h.r, h2.r), MM, "matmul f16 [2,3,4] @ [4,5]");
+    expect(sloth_matmul(d.t, d2.t), ref_matmul(d.r, d2.r), MM64, "matmul f64 [3,4] @ [2,4,5]");
+    expect(sloth_matmul(h.t, l.t), ref_matmul(h.r, l.r), MM, "matmul f16 @ i64 -> f16");
+    expect(sloth_matmul(d.t, f.t), ref_matmul(d.r, f.r), MM64, "matmul f64 @ f32 -> f64");
+    expect(sloth_matmul(h.t, f.t), ref_matmul(h.r, f.r), MM, "matmul f16 @ f32 -> f32");
+    flush();
+    pair_free(h), pair_free(h2), pair_free(d), pair_free(d2), pair_free(f), pair_free(l);
+  }
   pair bad = input(SLOTH_F32, S(5, 4), -1, 1, 0), s0 = input(SLOTH_F32, 0, NULL, -1, 1, 0);
   expect_error(sloth_matmul(y.t, bad.t), SLOTH_E_SHAPE, "matmul with different inner sizes");
   expect_error(sloth_matmul(s0.t, x.t), SLOTH_E_SHAPE, "matmul of a rank-0 tensor");
   ch_free(&c);
   pair_free(x), pair_free(y), pair_free(z), pair_free(col), pair_free(ia), pair_free(ib), pair_free(bad), pair_free(s0);
+}
+
+/* A device without fp64: f64 is refused where it is recorded, with a clear
+ * message (SLOTH_FP64=0 makes this device look like one). */
+static void test_no_fp64(void) {
+  setenv("SLOTH_FP64", "0", 1);
+  if (sloth_init(NULL) != SLOTH_OK) {
+    ok(0, "sloth_init with SLOTH_FP64=0: %s", sloth_last_error());
+    return;
+  }
+  sloth_device_info dev;
+  ok(sloth_device_current(&dev) == SLOTH_OK && dev.fp64 == 0, "SLOTH_FP64=0: the device reports no fp64");
+  double d[2] = {1, 2};
+  sloth_tensor *x = sloth_from_host(d, SLOTH_F64, 1, SHAPE(2));
+  ok(!x && sloth_last_status() == SLOTH_E_UNSUPPORTED && strstr(sloth_last_error(), "from_host: f64 is unsupported"),
+     "from_host f64 without fp64 is refused: %s", sloth_last_error());
+  sloth_clear_error();
+  sloth_tensor *f = sloth_from_host((float[]){1, 2}, SLOTH_F32, 1, SHAPE(2));
+  sloth_tensor *c = sloth_cast(f, SLOTH_F64);
+  ok(!c && sloth_last_status() == SLOTH_E_UNSUPPORTED && strstr(sloth_last_error(), "f64 is unsupported on this device"),
+     "cast to f64 without fp64 is refused: %s", sloth_last_error());
+  sloth_clear_error();
+  expect_error(sloth_scalar(1, SLOTH_F64), SLOTH_E_UNSUPPORTED, "scalar f64 without fp64");
+  expect_error(sloth_zeros(SLOTH_F64, 1, SHAPE(3)), SLOTH_E_UNSUPPORTED, "zeros f64 without fp64");
+  expect_error(sloth_arange(0, 3, 1, SLOTH_F64), SLOTH_E_UNSUPPORTED, "arange f64 without fp64");
+  /* f16 and i64 need nothing of the device */
+  sloth_tensor *h = sloth_cast(f, SLOTH_F16), *l = sloth_cast(h, SLOTH_I64);
+  int64_t out[2] = {0, 0};
+  ok(l && sloth_to_host(l, out, sizeof out) == SLOTH_OK && out[0] == 1 && out[1] == 2, "f16 and i64 still work");
+  sloth_release(f), sloth_release(h), sloth_release(l);
+  sloth_shutdown();
+  unsetenv("SLOTH_FP64");
 }
 
 int main(int argc, char **argv) {
@@ -1239,5 +1401,6 @@ int main(int argc, char **argv) {
   }
   diag("kernels compiled: %lld, plans: %lld", (long long)sloth_counter("kernel_compile"), (long long)sloth_counter("plan_cache_miss"));
   sloth_shutdown();
+  test_no_fp64();
   return tap_done();
 }
