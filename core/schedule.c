@@ -146,7 +146,9 @@ static int choose_inplace(const sloth__graph *g, sloth__schedule *s, const int *
       for (int j = 0; j < r->nin; j++) {
         const sloth__node *in = r->in[j];
         if (in == w->target && !(same_index && same_shape(in, r))) ok = false;
-        if (sloth__graph_is_input(in) || s->mat[in->order] >= 0) continue; /* loaded, not fused */
+        /* loaded, not computed here (an output of this kernel read by another
+         * of its outputs is computed again at the reader's index) */
+        if (sloth__graph_is_input(in) || kernel_at_node[in->order] != kw) continue;
         char st = same_index && same_shape(in, r) ? 1 : 2;
         if (st > state[in->order]) state[in->order] = st;
       }
