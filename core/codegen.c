@@ -40,8 +40,8 @@ typedef struct dialect {
   const char *fp64_enable;   /* first line of kernels that use double, or "" */
   const char *math_f64;      /* sld_exp ... (the sl_* math on doubles: ops.def's code is rewritten) */
   const char *atomics64;     /* sl_atomic_add_d / sl_atomic_add_l (scatters of f64 and i64) */
-  const char *half_t;        /* storage type of f16 elements (computed in float) */
-  const char *half_fns;      /* slh_round(x): a float rounded to the nearest f16; CUDA: slh_f / slh_h convert */
+  const char *half_t;        /* storage type of f16 elements: their bits (computed in float) */
+  const char *half_fns;      /* slh_f(bits) -> float, slh_h(float) -> bits, slh_round(x): x rounded to f16 */
 } dialect;
 
 /* the math of ops.def on doubles (both dialects have double overloads of these) */
@@ -81,9 +81,26 @@ static const dialect dialects[] = {
                          "  union { ulong u; double f; } o, n;\n"
                          "  do { o.f = *p; n.f = o.f + v; } while (atom_cmpxchg((volatile __global ulong *)p, o.u, n.u) != o.u);\n"
                          "}\n#define sl_atomic_add_l(p, v) atom_add(p, v)\n",
-            /* half pointers, vload_half and vstore_half need no cl_khr_fp16 */
-            .half_t = "half",
-            .half_fns = "static inline float slh_round(float x) { ushort h; vstore_half_rte(x, 0, (half *)&h); return vload_half(0, (const half *)&h); }\n",
+            /* f16 as its bits (ushort), converted with integer and float arithmetic that
+             * vectorizes (POCL's vload_half / vstore_half kept loops scalar, 10x slower):
+             * bits -> float by scaling the shifted bits by 2^112 (exact for normals and
+             * subnormals); float -> bits rounding to nearest even, subnormals by adding
+             * 0.5 (multiples of 2^-24), 65520 and up to infinity, NaN to a quiet NaN */
+            .half_t = "ushort",
+            .half_fns =
+                "static inline float slh_f(ushort h) {\n"
+                "  const uint em = (uint)(h & 0x7fffu) << 13;\n"
+                "  const float f = em >= 0x0f800000u ? as_float(em | 0x7f800000u) : as_float(em) * 0x1p112f;\n"
+                "  return as_float(as_uint(f) | ((uint)(h & 0x8000u) << 16));\n"
+                "}\n"
+                "static inline ushort slh_h(float x) {\n"
+                "  const uint u = as_uint(x), a = u & 0x7fffffffu;\n"
+                "  const uint n = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13;\n"
+                "  const uint s = as_uint(as_float(a) + 0.5f) - 0x3f000000u;\n"
+                "  const uint r = a >= 0x47800000u ? (a > 0x7f800000u ? 0x7e00u : 0x7c00u) : a < 0x38800000u ? s : n;\n"
+                "  return (ushort)(r | ((u >> 16) & 0x8000u));\n"
+                "}\n"
+                "#define slh_round(x) slh_f(slh_h(x))\n",
         },
     [DIALECT_CUDA] =
         {
@@ -231,9 +248,9 @@ static int add_arg(cg *c, sloth__arg_kind kind, int index, sloth_dtype dt) {
 /* ------------------------------------------------------------------ dtypes
  *
  * A dtype has a compute type (values in registers) and a storage type
- * (buffer elements). They differ for f16: computed in float, stored as half
- * on OpenCL (read with vload_half, written with vstore_half_rte: neither
- * needs cl_khr_fp16) and as its bits on CUDA (converted with PTX cvt). */
+ * (buffer elements). They differ for f16: computed in float, stored as its
+ * bits, converted by the dialect's slh_f / slh_h (integer arithmetic on
+ * OpenCL, which needs no cl_khr_fp16; PTX cvt on CUDA). */
 
 static const char *ctype(cg *c, sloth_dtype dt) {
   switch (dt) {
@@ -248,20 +265,18 @@ static const char *ctype(cg *c, sloth_dtype dt) {
 
 static const char *stype(cg *c, sloth_dtype dt) { return dt == SLOTH_F16 ? c->d->half_t : ctype(c, dt); }
 
-static bool is_cuda(const cg *c) { return c->d == &dialects[DIALECT_CUDA]; }
-
 /* Element idx of buffer argument arg, as its compute type. */
 static char *load_expr(cg *c, sloth_dtype dt, int arg, const char *idx) {
   if (dt != SLOTH_F16) return fmt(c, "a%d[%s]", arg, idx);
   c->uses_half = true;
-  return is_cuda(c) ? fmt(c, "slh_f(a%d[%s])", arg, idx) : fmt(c, "vload_half(%s, a%d)", idx, arg);
+  return fmt(c, "slh_f(a%d[%s])", arg, idx);
 }
 
 /* The statement storing val at element idx of buffer argument arg. */
 static char *store_stmt(cg *c, sloth_dtype dt, int arg, const char *idx, const char *val) {
   if (dt != SLOTH_F16) return fmt(c, "a%d[%s] = %s;", arg, idx, val);
   c->uses_half = true;
-  return is_cuda(c) ? fmt(c, "a%d[%s] = slh_h(%s);", arg, idx, val) : fmt(c, "vstore_half_rte(%s, %s, a%d);", val, idx, arg);
+  return fmt(c, "a%d[%s] = slh_h(%s);", arg, idx, val);
 }
 
 static bool ident_char(char ch) { return ch == '_' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
@@ -383,13 +398,13 @@ static char *to_linear(cg *c, const sloth__node *n, const position *ix) {
 
 static int emit(cg *c, const sloth__node *n, const position *ix);
 
-/* A variable holding n's value at ix. An f16 value is rounded to f16 unless
- * `exact` (loads, scalars, selections of f16 values), so it does not depend on
- * whether the op fused. */
-static int new_var_as(cg *c, const sloth__node *n, const position *ix, const char *expr, bool exact) {
+/* A variable holding n's value at ix. f16 values live in float registers and
+ * are rounded to f16 where stored and where `round_f16` (casts to f16), like
+ * torch.compile's kernels: rounding every op was 20x slower on POCL. */
+static int new_var_as(cg *c, const sloth__node *n, const position *ix, const char *expr, bool round_f16) {
   int v = c->nvars++;
   if (n->dtype == SLOTH_BOOL) sloth__str_printf(&c->body, "  const uchar v%d = (uchar)((%s) != 0);\n", v, expr);
-  else if (n->dtype == SLOTH_F16 && !exact) {
+  else if (n->dtype == SLOTH_F16 && round_f16) {
     c->uses_half = true;
     sloth__str_printf(&c->body, "  const float v%d = slh_round((float)(%s));\n", v, expr);
   }
@@ -416,7 +431,7 @@ static int emit_load(cg *c, const sloth__node *n, const position *ix) {
                                      : add_arg(c, ARG_MAT, c->s->mat[n->order], n->dtype);
   char *lin = to_linear(c, n, ix);
   char *e = load_expr(c, n->dtype, arg, lin);
-  int v = new_var_as(c, n, ix, e, true);
+  int v = new_var(c, n, ix, e);
   free(lin), free(e);
   return v;
 }
@@ -471,7 +486,7 @@ static int emit_pad(cg *c, const sloth__node *n, const position *ix) {
   int v = emit(c, in, &sub);
   int pv = emit(c, n->in[1], ix);
   char *e = fmt(c, "(%s) ? v%d : v%d", valid.p ? valid.p : "1", v, pv);
-  int r_var = new_var_as(c, n, ix, e, true);
+  int r_var = new_var(c, n, ix, e);
   free(e);
   sloth__str_free(&valid);
   index_free(&sub);
@@ -515,7 +530,7 @@ static int emit_concat(cg *c, const sloth__node *n, const position *ix) {
   pb.c[ax] = fmt(c, "max(%s - %s, (%s)0)", ca, sa, c->idx_t);
   int va = emit(c, a, &pa), vb = emit(c, b, &pb);
   char *e = fmt(c, "%s < %s ? v%d : v%d", ca, sa, va, vb);
-  int v = new_var_as(c, n, ix, e, true);
+  int v = new_var(c, n, ix, e);
   free(e), free(ca), free(sa);
   index_free(&pa);
   index_free(&pb);
@@ -681,7 +696,7 @@ static int emit(cg *c, const sloth__node *n, const position *ix) {
   if (n->op == OP_SCALAR && sloth__graph_is_input(n)) {
     int arg = add_arg(c, ARG_SCALAR, -n->order - 1, n->dtype);
     char *e = fmt(c, "a%d", arg);
-    int v = new_var_as(c, n, ix, e, true); /* an f16 scalar arrives rounded */
+    int v = new_var(c, n, ix, e); /* an f16 scalar arrives rounded */
     free(e);
     return v;
   }
@@ -710,7 +725,10 @@ static int emit(cg *c, const sloth__node *n, const position *ix) {
     sloth_dtype odt = n->in[n->nin - 1]->dtype;
     char *code = op_code(c, info, odt);
     char *e = subst(c, code ? code : "$0", n->nin, vars);
-    int v = new_var(c, n, ix, e ? e : "0");
+    /* a cast to f16 rounds (u8 and bool values are f16 already) */
+    sloth_dtype from = n->in[0]->dtype;
+    bool round = n->op == OP_CAST && n->dtype == SLOTH_F16 && from != SLOTH_F16 && from != SLOTH_U8 && from != SLOTH_BOOL;
+    int v = new_var_as(c, n, ix, e ? e : "0", round);
     free(e), free(code);
     return v;
   }

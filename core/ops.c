@@ -469,8 +469,14 @@ sloth_tensor *sloth_arange(double start, double stop, double step, sloth_dtype d
   }
   double len = ceil((stop - start) / step);
   int64_t n = len > 0 ? (int64_t)len : 0;
-  sloth__node *in[2] = {scalar_node(start, dt), scalar_node(step, dt)};
-  if (in[0] && in[1]) result = finish(new_node(OP_ARANGE, dt, 1, &n, 2, in, NULL), t0);
+  /* f16: start + i * step in f32, rounded once (an f16 step would be off) */
+  sloth_dtype ct = dt == SLOTH_F16 ? SLOTH_F32 : dt;
+  sloth__node *in[2] = {scalar_node(start, ct), scalar_node(step, ct)};
+  if (in[0] && in[1]) {
+    sloth__node *a = new_node(OP_ARANGE, ct, 1, &n, 2, in, NULL), *c = a ? cast_node(a, dt) : NULL;
+    if (a) sloth__node_release(a);
+    result = finish(c, t0);
+  }
   for (int i = 0; i < 2; i++)
     if (in[i]) sloth__node_release(in[i]);
   END();

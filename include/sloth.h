@@ -59,11 +59,12 @@ typedef enum sloth_dtype {
   SLOTH_DTYPE_COUNT = 7
 } sloth_dtype;
 /* Promotion order: bool < u8 < i32 < i64 < f16 < f32 < f64 (an integer with an
- * f16 gives f16, as in PyTorch). f16 values are computed in f32 and rounded to
- * f16 at every op (and every f16 scalar is rounded to f16), so a result never
- * depends on which ops fused; reductions, cumsum and matmul accumulate f16 in
- * f32. Math ops (exp, div, ...) on integers compute in f32; f16 and f64 keep
- * their dtype. */
+ * f16 gives f16, as in PyTorch). f16 is computed in f32 inside a kernel and
+ * rounded to f16 where it is stored and at casts (as torch.compile's kernels
+ * do), so a fused chain of f16 ops can be more accurate than op-by-op f16;
+ * every f16 scalar is rounded to f16; reductions, cumsum and matmul accumulate
+ * f16 in f32. Math ops (exp, div, ...) on integers compute in f32; f16 and
+ * f64 keep their dtype. */
 
 typedef enum sloth_status {
   SLOTH_OK = 0,

@@ -13,7 +13,9 @@
  * element 0..255 and a bool element 0 or 1 (i64 values stay below 2^53 in
  * the tests). Float math is done in float, like the device does it, so most
  * results agree to a few ulps; f16 math is float math rounded to f16 after
- * every op; f64 math is done in double.
+ * every op, as eager PyTorch does it (Sloth keeps the f16 values of a fused
+ * kernel in float, so f16 results agree to about an f16 ulp); f64 math is
+ * done in double.
  *
  * Every function returning a ref_t * returns a new tensor the caller frees
  * with ref_free(), or NULL when Sloth is documented to refuse the request.

@@ -31,9 +31,10 @@ static const tol EXACT = {0, 0};          /* exact results: views, ints, quantiz
 static const tol ARITH = {1e-6, 1e-6};    /* one rounding of basic arithmetic */
 static const tol MATH = {2e-6, 1e-5};     /* exp, log, sin, pow, ... (a few ulps) */
 static const tol REDUCE = {1e-5, 1e-5};   /* float sums over a few hundred elements */
-/* f16 results: computed in float and rounded to f16, so a float result a few
- * ulps off can round to the neighbouring f16 (2^-11 relative); expect()
- * widens any inexact tolerance to this for f16 results */
+/* f16 results: a float result a few ulps off can round to the neighbouring
+ * f16 (2^-11 relative), and Sloth keeps fused f16 values in float where the
+ * reference rounds after every op; expect() widens any inexact tolerance to
+ * this for f16 results */
 static const tol HALF = {1e-3, 2e-3};
 
 /* ------------------------------------------------------------------ inputs */
@@ -240,7 +241,7 @@ static void test_creation(void) {
       {0, 10, 1, SLOTH_F32},    {1, 2, 0.1, SLOTH_F32}, {5, -5, -1.5, SLOTH_F32}, {0, 5, 0.5, SLOTH_F32},
       {0, 20, 3, SLOTH_I32},    {10, 0, -2, SLOTH_I32}, {-4, 4, 1, SLOTH_I32},    {0, 200, 7, SLOTH_U8},
       {3, 3, 1, SLOTH_F32},     {5, 0, 1, SLOTH_I32},
-      {0, 10, 0.5, SLOTH_F16},  {-2, 2, 0.25, SLOTH_F16}, {0, 1, 0.1, SLOTH_F64}, {5, -5, -1.5, SLOTH_F64},
+      {0, 10, 0.5, SLOTH_F16},  {-2, 2, 0.25, SLOTH_F16}, {0, 3, 0.1, SLOTH_F16}, {0, 1, 0.1, SLOTH_F64}, {5, -5, -1.5, SLOTH_F64},
       {0, 20, 3, SLOTH_I64},    {10, 0, -2, SLOTH_I64},
   };
   for (size_t i = 0; i < sizeof ar / sizeof ar[0]; i++)
@@ -617,6 +618,12 @@ static void test_cast(void) {
     pair p32 = from_ref(r32), p64 = from_ref(r64);
     expect(sloth_cast(p32.t, SLOTH_F16), ref_cast(p32.r, SLOTH_F16), EXACT, "cast f32 -> f16 rounds to nearest even");
     expect(sloth_cast(p64.t, SLOTH_F32), ref_cast(p64.r, SLOTH_F32), EXACT, "cast f64 -> f32 rounds");
+    /* f16 loads of every kind of value: subnormals, the largest finite, infinities, NaN, -0 */
+    static const uint16_t hb[] = {0x0001, 0x03ff, 0x0400, 0x3c00, 0x7bff, 0x7c00, 0xfc00, 0x7e00, 0x8001, 0x8000, 0xc000};
+    const int64_t nh = (int64_t)(sizeof hb / sizeof hb[0]);
+    pair ph = from_ref(ref_from_host(hb, SLOTH_F16, 1, &nh));
+    expect(sloth_cast(ph.t, SLOTH_F32), ref_cast(ph.r, SLOTH_F32), EXACT, "cast f16 -> f32 of special values (loads)");
+    expect(sloth_neg(ph.t), ref_unary(RU_NEG, ph.r), EXACT, "neg of f16 special values (load and store)");
     sloth_tensor *h = sloth_cast(p32.t, SLOTH_F16), *l = sloth_cast(p64.t, SLOTH_I64);
     ref_t *rh = ref_cast(p32.r, SLOTH_F16), *rl = ref_cast(p64.r, SLOTH_I64);
     expect(sloth_cast(h, SLOTH_F64), ref_cast(rh, SLOTH_F64), EXACT, "cast f32 -> f16 -> f64");
@@ -626,7 +633,7 @@ static void test_cast(void) {
     flush();
     sloth_release(h), sloth_release(l);
     ref_free(rh), ref_free(rl);
-    pair_free(p32), pair_free(p64), pair_free(big);
+    pair_free(p32), pair_free(p64), pair_free(big), pair_free(ph);
   }
   flush();
   /* casts inside expressions */
