@@ -215,7 +215,6 @@ static int check_args(sloth_tensor *const *outputs, sloth_tensor *const *seeds, 
                       int n, sloth_tensor **grads_out) {
   if (nout < 1 || !outputs || n < 0 || (n > 0 && (!wrt || !grads_out)))
     return sloth__fail(SLOTH_E_INVALID, "grad: bad argument lists (need outputs, and wrt/grads_out arrays of n >= 0)");
-  for (int i = 0; i < n; i++) grads_out[i] = NULL;
   for (int j = 0; j < nout; j++) {
     if (!sloth__tensor_ok(outputs[j]) || (seeds && !sloth__tensor_ok(seeds[j]))) return sloth_last_status();
     const sloth__node *o = outputs[j]->node;
@@ -250,6 +249,8 @@ int sloth_vjp(sloth_tensor *const *outputs, sloth_tensor *const *seeds, int nout
   sloth__lock();
   walk w;
   memset(&w, 0, sizeof w);
+  /* entries are ours from here: a failure leaves NULLs, never releases what was there */
+  for (int i = 0; grads_out && i < n; i++) grads_out[i] = NULL;
   int rc = check_args(outputs, seeds, noutputs, wrt, n, grads_out);
   sloth__node **outs = NULL;
   if (rc == SLOTH_OK && !(outs = sloth__xmalloc((size_t)noutputs * sizeof *outs))) rc = SLOTH_E_NOMEM;

@@ -113,10 +113,16 @@ int grad_div(sloth__grad_args *a) {
   int rc = give(a, 0, a->need[0] ? sloth_div(G, Y) : NULL);
   return rc ? rc : give(a, 1, a->need[1] ? sloth_neg(sloth_div(sloth_mul(G, OUT), Y)) : NULL);
 }
-/* x^y: y x^(y-1) and out log x (x > 0; NaN elsewhere, as in PyTorch) */
+/* x^y: y x^(y-1) and out log x (x > 0; NaN elsewhere, as in PyTorch); like
+ * PyTorch, 0 where y == 0 (x^0 is constant) and, for y, where x == 0 and
+ * y >= 0 (0^y is constant there), not 0 * inf */
 int grad_pow(sloth__grad_args *a) {
-  int rc = give(a, 0, a->need[0] ? sloth_mul(G, sloth_mul(Y, sloth_pow(X, sloth_sub_scalar(Y, 1)))) : NULL);
-  return rc ? rc : give(a, 1, a->need[1] ? sloth_mul(G, sloth_mul(OUT, sloth_log(X))) : NULL);
+  sloth_tensor *z = zero_like_scalar(G);
+  int rc = give(a, 0, a->need[0] ? sloth_where(sloth_eq(Y, zero_like_scalar(Y)), z,
+                                               sloth_mul(G, sloth_mul(Y, sloth_pow(X, sloth_sub_scalar(Y, 1)))))
+                                 : NULL);
+  sloth_tensor *flat = a->need[1] ? sloth_logical_and(sloth_eq(X, zero_like_scalar(X)), sloth_ge(Y, zero_like_scalar(Y))) : NULL;
+  return rc ? rc : give(a, 1, a->need[1] ? sloth_where(flat, z, sloth_mul(G, sloth_mul(OUT, sloth_log(X)))) : NULL);
 }
 /* the larger operand gets the gradient; a tie splits it evenly (PyTorch) */
 static int grad_select2(sloth__grad_args *a, double sign) {
@@ -234,8 +240,22 @@ static double reduced_count(sloth__grad_args *a) {
 
 int grad_sum(sloth__grad_args *a) { return give(a, 0, spread(a, G)); }
 int grad_mean(sloth__grad_args *a) { return give(a, 0, sloth_mul_scalar(spread(a, G), 1.0 / reduced_count(a))); }
-/* the product of the others: out / x (not defined where x is 0) */
-int grad_prod(sloth__grad_args *a) { return give(a, 0, sloth_div(sloth_mul(spread(a, G), spread(a, OUT)), X)); }
+/* the product of the others: out / x where the reduced slice has no zero;
+ * with zeros, the product p of the nonzero elements goes to a zero that is
+ * the only one of its slice, and 0 to every other element (out / x would be
+ * 0 / 0). Both cases are p / nz, nz = x with zeros replaced by 1, where the
+ * slice's zero count equals the element's own (0 or 1). */
+int grad_prod(sloth__grad_args *a) {
+  int axes[SLOTH_MAX_RANK], n = 0;
+  for (int d = 0; d < sloth_rank(X); d++)
+    if (a->node->attrs.axes_mask >> d & 1) axes[n++] = d;
+  sloth_tensor *zero = sloth_eq(X, zero_like_scalar(X));
+  sloth_tensor *nz = sloth_where(zero, sloth_scalar(1, sloth_dtype_of(X)), X);
+  sloth_tensor *p = spread(a, sloth_prod(nz, axes, n, 1));
+  sloth_tensor *count = spread(a, sloth_sum(sloth_cast(zero, SLOTH_I32), axes, n, 1));
+  sloth_tensor *others = sloth_where(sloth_eq(count, sloth_cast(zero, SLOTH_I32)), sloth_div(p, nz), zero_like_scalar(X));
+  return give(a, 0, sloth_mul(spread(a, G), others));
+}
 
 /* the gradient goes to the elements equal to the result, split among ties */
 static int grad_extremum(sloth__grad_args *a) {

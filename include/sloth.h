@@ -316,8 +316,10 @@ sloth_tensor *sloth_binary_cross_entropy_with_logits(sloth_tensor *logits, sloth
  * training step are one graph, compiled once and replayed every step.
  * grads_out[i] gets d loss / d wrt[i] (a new reference, shaped and typed like
  * wrt[i]; zeros when loss does not depend on it). loss must have one element.
- * Take gradients before the step's sync point: a sync computes the loss and
- * forgets how (SLOTH_E_INVALID if a needed part of the graph is gone).
+ * Take gradients before the step's sync point: a sync computes tensors and
+ * forgets how. The loss itself computed already is SLOTH_E_INVALID; any other
+ * tensor computed by an earlier sync is a constant here (like sloth_detach),
+ * so nothing flows through it to the tensors it was computed from.
  * Integer and bool tensors carry no gradient. */
 int sloth_grad(sloth_tensor *loss, sloth_tensor *const *wrt, int n, sloth_tensor **grads_out);
 /* The same from several outputs, each with a seed gradient shaped like it
