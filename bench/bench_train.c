@@ -15,6 +15,8 @@
  * timed up to sloth_wait(); the figure is the median step time:
  *   train_step_mlp_sloth_ms X ms
  * plus the plans built and kernels compiled by the timed steps (must be 0).
+ * BENCH_UPLOAD=1 uploads the input batch every step (sloth_from_host), as a
+ * training loop does.
  *
  * usage: bench/bench_train [mlp|cnn|all]   (default all) */
 #include "bench_util.h"
@@ -64,8 +66,14 @@ static sloth_tensor *net_forward(const net *m, sloth_tensor *x) {
 }
 
 /* One training step; returns the loss (kept alive until the next step). */
+/* BENCH_UPLOAD=1: upload the batch again every step (as a training loop
+ * does) instead of reusing the device copy */
+static const float *upload_x;
+static int64_t upload_shape[4];
+
 static sloth_tensor *step(const net *m, sloth_optimizer *opt, sloth_tensor *x, sloth_tensor *y) {
   sloth_scope_begin();
+  if (upload_x) x = sloth_from_host(upload_x, SLOTH_F32, m->cnn ? 4 : 2, upload_shape);
   sloth_tensor *loss = sloth_cross_entropy(net_forward(m, x), y);
   BENCH_CHECK(loss && sloth_optimizer_minimize(opt, loss) == SLOTH_OK);
   sloth_keep(loss);
@@ -100,7 +108,11 @@ static void bench_model(const char *name, bool cnn, int c1, int c2) {
                         : sloth_from_host(xh, SLOTH_F32, 2, (int64_t[]){batch, feat});
   sloth_tensor *y = sloth_from_host(yh, SLOTH_I32, 1, &batch);
   BENCH_CHECK(x && y && sloth_sync((sloth_tensor *[]){x, y}, 2) == SLOTH_OK);
-  free(xh), free(yh);
+  const char *up = getenv("BENCH_UPLOAD");
+  if (up && atoi(up) > 0) {
+    upload_x = xh;
+    memcpy(upload_shape, sloth_shape(x), (size_t)sloth_rank(x) * sizeof(int64_t));
+  }
 
   sloth_tensor *loss = NULL;
   double t_first = bench_now();
@@ -156,6 +168,8 @@ static void bench_model(const char *name, bool cnn, int c1, int c2) {
            (long long)miss, (long long)comp);
   if (!isfinite(lv)) printf("# warning: %s: the loss is not finite\n", name);
   free(t);
+  free(xh), free(yh);
+  upload_x = NULL;
   sloth_release(x), sloth_release(y);
   sloth_optimizer_free(opt);
   net_free(&m);
