@@ -10,6 +10,7 @@
  * position in the node's shape) or a list of per-dimension coordinates.
  */
 #include "lower.h"
+#include "strided.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -537,38 +538,73 @@ static int emit_concat(cg *c, const sloth__node *n, const position *ix) {
   return v;
 }
 
-/* Can an as_strided view be read as coordinates of its operand? True when
- * every stepping output dim d moves along one operand dim map[d] by mult[d]
- * (its stride is a multiple of that dim's row-major stride) and no window
- * reaches past the dim's size, so no carry crosses dims: then coordinates
- * flow straight through and the operand (a pad, say) needs no division to
- * recover its own. origin is the offset as coordinates. */
-static bool window_coords(const sloth__node *n, const sloth__node *in, int *map, int64_t *mult, int64_t *origin) {
-  int64_t cs[SLOTH_MAX_RANK], st = 1, reach[SLOTH_MAX_RANK];
-  for (int e = in->rank - 1; e >= 0; e--) {
-    cs[e] = st;
-    st *= in->shape[e];
+/* The transpose of a window view (ops.c, sloth__window_adjoint): at
+ * (k, X), the operand g is read at the view coordinates whose looped dims
+ * are k and whose solved dim along each operand dim e is
+ * (X_e - origin_e - sum of the looped dims' steps) / mult, where that is a
+ * whole number in range; elsewhere the value is 0. Loads are clamped in
+ * bounds. A step of 1 needs no division: it is written into the source
+ * (the plan key holds the strides, so no plan mixes the two forms). */
+static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) {
+  const sloth__node *g = n->in[0];
+  uint32_t looped = n->attrs.axes_mask;
+  int m = 0;
+  for (int d = 0; d < g->rank; d++) m += looped >> d & 1;
+  int map[SLOTH_MAX_RANK];
+  int64_t mult[SLOTH_MAX_RANK], origin[SLOTH_MAX_RANK];
+  sloth__window_map(g->rank, g->shape, n->attrs.start, n->attrs.v, n->rank - m, n->shape + m, map, mult, origin);
+  char *co[SLOTH_MAX_RANK];
+  to_coords(c, n, ix, co);
+  position sub = {.rank = g->rank};
+  for (int d = 0, k = 0; d < g->rank; d++) sub.c[d] = (looped >> d & 1) ? xstrdup(c, co[k++]) : NULL;
+  sloth__str valid = {0};
+  sloth__str_printf(&valid, "1");
+  for (int e = 0; e < n->rank - m; e++) {
+    char *o = param(c, origin[e]);
+    char *rem = fmt(c, "(%s - %s", co[m + e], o);
+    free(o);
+    int solved = -1;
+    for (int d = 0; d < g->rank; d++) {
+      if (map[d] != e) continue;
+      if (!(looped >> d & 1)) {
+        solved = d;
+        continue;
+      }
+      char *mu = param(c, mult[d]);
+      char *r2 = fmt(c, "%s - %s * %s", rem, sub.c[d], mu);
+      free(rem), free(mu);
+      rem = r2;
+    }
+    char *r2 = fmt(c, "%s)", rem);
+    free(rem);
+    rem = r2;
+    if (solved < 0) sloth__str_printf(&valid, " && %s == 0", rem);
+    else {
+      char *size = param(c, g->shape[solved]);
+      char *q;
+      if (mult[solved] == 1) q = xstrdup(c, rem);
+      else {
+        char *mu = param(c, mult[solved]);
+        sloth__str_printf(&valid, " && %s %% %s == 0", rem, mu);
+        q = fmt(c, "(%s / %s)", rem, mu);
+        free(mu);
+      }
+      sloth__str_printf(&valid, " && %s >= 0 && %s < %s", rem, q, size);
+      sub.c[solved] = fmt(c, "max(min(%s, %s - 1), (%s)0)", q, size, c->idx_t);
+      free(q), free(size);
+    }
+    free(rem);
   }
-  if (sloth__numel(n->rank, n->shape) == 0 || st == 0) return false;
-  int64_t rest = n->attrs.start;
-  for (int e = 0; e < in->rank; e++) {
-    origin[e] = rest / cs[e];
-    rest %= cs[e];
-    reach[e] = origin[e];
-  }
-  for (int d = 0; d < n->rank; d++) {
-    map[d] = -1;
-    if (n->shape[d] == 1) continue;
-    int64_t s = n->attrs.v[d];
-    for (int e = 0; e < in->rank && map[d] < 0; e++) /* outermost dim whose stride divides */
-      if (in->shape[e] > 1 && s % cs[e] == 0) map[d] = e;
-    if (map[d] < 0) return false;
-    mult[d] = s / cs[map[d]];
-    reach[map[d]] += mult[d] * (n->shape[d] - 1);
-  }
-  for (int e = 0; e < in->rank; e++)
-    if (reach[e] >= in->shape[e]) return false;
-  return true;
+  for (int d = 0; d < g->rank; d++)
+    if (!sub.c[d]) sub.c[d] = xstrdup(c, "0"); /* size-1 dims */
+  for (int d = 0; d < n->rank; d++) free(co[d]);
+  int v = emit(c, g, &sub);
+  char *e = fmt(c, "(%s) ? v%d : (%s)0", valid.p ? valid.p : "1", v, ctype(c, n->dtype));
+  int r = new_var(c, n, ix, e);
+  free(e);
+  sloth__str_free(&valid);
+  index_free(&sub);
+  return r;
 }
 
 static int emit_view(cg *c, const sloth__node *n, const position *ix) {
@@ -611,7 +647,7 @@ static int emit_view(cg *c, const sloth__node *n, const position *ix) {
     to_coords(c, n, ix, co);
     int map[SLOTH_MAX_RANK];
     int64_t mult[SLOTH_MAX_RANK], origin[SLOTH_MAX_RANK];
-    if (window_coords(n, in, map, mult, origin)) {
+    if (sloth__window_map(n->rank, n->shape, n->attrs.start, n->attrs.v, in->rank, in->shape, map, mult, origin)) {
       /* each output dim steps along one input dim: coordinates, no division */
       sub.rank = in->rank;
       for (int e = 0; e < in->rank; e++) {
@@ -656,6 +692,7 @@ static int emit_view(cg *c, const sloth__node *n, const position *ix) {
   case OP_PAD: return emit_pad(c, n, ix);
   case OP_GATHER: return emit_gather(c, n, ix);
   case OP_CONCAT: return emit_concat(c, n, ix);
+  case OP_WINDOW_ADJOINT: return emit_window_adjoint(c, n, ix);
   default: break;
   }
   int v = emit(c, in, &sub);
@@ -819,16 +856,37 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
                     c->d->group_id, c->idx_t, c->idx_t, c->d->local_id, c->idx_t, c->d->local_size);
   sloth__str_printf(&c->body, "  %s acc = %s;\n", acc_t, init_value(r->op, x->dtype));
   if (arg) sloth__str_printf(&c->body, "  int best = -1;\n");
-  sloth__str_printf(&c->body, "  for (%s k = lid; k < %s; k += lsz) {\n", c->idx_t, pinner);
-
   position ix = {0};
+  /* one work-item per output (CPUs): the reduced coordinates are counters
+   * of nested loops, not divisions of k on every element */
+  int loops = 0;
   if (trailing_block(mask, x->rank)) {
+    sloth__str_printf(&c->body, "  for (%s k = lid; k < %s; k += lsz) {\n", c->idx_t, pinner);
+    loops = 1;
     ix.linear = true;
     ix.lin = fmt(c, "o * %s + k", pinner);
   } else {
     char *kept[SLOTH_MAX_RANK] = {0}, *red[SLOTH_MAX_RANK] = {0};
     unravel(c, "o", nkept, kept_shape, kept);
-    unravel(c, "k", nred, red_shape, red);
+    if (local == 1) {
+      if (arg) sloth__str_printf(&c->body, "  %s k = 0;\n", c->idx_t); /* argmax's position */
+      for (int b = 0; b < nred; b++) {
+        if (red_shape[b] == 1) {
+          red[b] = xstrdup(c, "0");
+          continue;
+        }
+        char *size = param(c, red_shape[b]);
+        sloth__str_printf(&c->body, "  for (%s r%d = 0; r%d < %s; r%d++) {\n", c->idx_t, b, b, size, b);
+        free(size);
+        red[b] = fmt(c, "r%d", b);
+        loops++;
+      }
+      if (!loops) sloth__str_printf(&c->body, "  {\n"), loops = 1;
+    } else {
+      sloth__str_printf(&c->body, "  for (%s k = lid; k < %s; k += lsz) {\n", c->idx_t, pinner);
+      loops = 1;
+      unravel(c, "k", nred, red_shape, red);
+    }
     ix.rank = x->rank;
     for (int d = 0, a = 0, b = 0; d < x->rank; d++) ix.c[d] = (mask >> d & 1) ? red[b++] : kept[a++];
   }
@@ -849,7 +907,8 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   }
   for (int i = memo_mark; i < c->nmemos; i++) free(c->memos[i].key);
   c->nmemos = memo_mark;
-  sloth__str_printf(&c->body, "  }\n");
+  if (arg && local == 1 && !trailing_block(mask, x->rank)) /* k counts the nested loops' elements */ sloth__str_printf(&c->body, "    k++;\n");
+  for (int l = 0; l < loops; l++) sloth__str_printf(&c->body, "  }\n");
 
   /* tree reduction across the work-group in local memory */
   const char *L = c->d->local;

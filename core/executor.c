@@ -23,6 +23,7 @@ typedef struct plan_gemm {
 
 typedef struct plan_kernel {
   char name[32];         /* the generated kernel's name, for SLOTH_PROFILE */
+  char source_id[20];    /* the start of its source hash: SLOTH_DUMP_KERNELS's file name */
   plan_gemm *gemm;       /* set for a library call instead of a generated kernel */
   sloth__kernel *kernel; /* owned by the kernel cache */
   sloth__launch geom;
@@ -155,6 +156,12 @@ static void dump_file(const char *dir, sloth__hash128 h, const char *src, const 
   else remove(tmp);
 }
 
+/* A generated kernel is known by the hash of its source (kernel cache key,
+ * dump file name). */
+static sloth__hash128 source_hash(const sloth__generated *gen) {
+  return sloth__hash_bytes(gen->source.p, gen->source.len, 0x6b65726e);
+}
+
 static void dump_kernel(sloth__hash128 h, const char *src) {
   const char *dir = sloth__rt.dump_kernels_dir;
   if (dir) dump_file(dir, h, src, sloth__rt.backend->dialect == DIALECT_CUDA ? "cu" : "cl");
@@ -167,12 +174,12 @@ static void dump_cuda(const sloth__graph *g, const sloth__schedule *s, int k) {
   const char *dir = sloth__env("SLOTH_DUMP_CUDA");
   sloth__generated gen;
   if (!dir || sloth__codegen_dialect(g, s, k, DIALECT_CUDA, &gen) != SLOTH_OK) return;
-  dump_file(dir, sloth__hash_bytes(gen.source.p, gen.source.len, 0x6b65726e), gen.source.p, "cu");
+  dump_file(dir, source_hash(&gen), gen.source.p, "cu");
   sloth__generated_free(&gen);
 }
 
 static int kernel_get(const sloth__generated *gen, sloth__kernel **out) {
-  sloth__hash128 h = sloth__hash_bytes(gen->source.p, gen->source.len, 0x6b65726e);
+  sloth__hash128 h = source_hash(gen);
   for (kentry *e = kernel_buckets[h.lo % KERNEL_BUCKETS]; e; e = e->next)
     if (sloth__hash_eq(e->key, h)) {
       sloth__count(CTR_KERNEL_CACHE_HIT, 1);
@@ -429,6 +436,7 @@ static int plan_build(const sloth__graph *g, plan **out) {
     }
     pk->geom = gen.geom;
     snprintf(pk->name, sizeof pk->name, "%s", gen.name);
+    snprintf(pk->source_id, sizeof pk->source_id, "%016llx", (unsigned long long)source_hash(&gen).hi);
     pk->args = gen.args;
     pk->nargs = gen.nargs;
     gen.args = NULL;
@@ -570,7 +578,7 @@ static void profile_line(const plan_kernel *pk, uint64_t t0) {
   if (pk->gemm)
     fprintf(stderr, "sloth profile: %10.1f us  gemm %zux%zux%zu batch %zu\n", us, pk->gemm->desc.m, pk->gemm->desc.n,
             pk->gemm->desc.k, pk->gemm->desc.batch);
-  else fprintf(stderr, "sloth profile: %10.1f us  %s (%zu work-items)\n", us, pk->name, pk->geom.global);
+  else fprintf(stderr, "sloth profile: %10.1f us  %s %s (%zu work-items)\n", us, pk->name, pk->source_id, pk->geom.global);
 }
 
 static int plan_run(const plan *p, const sloth__graph *g) {

@@ -9,6 +9,7 @@
  * (ops.c makes both explicit as nodes), so an elementwise rule's gradients
  * have its operands' shapes; EXPAND's rule sums broadcast axes back. */
 #include "internal.h"
+#include "strided.h"
 
 #include <math.h>
 #include <string.h>
@@ -189,10 +190,19 @@ int grad_pad(sloth__grad_args *a) {
 }
 
 /* element (i0, i1, ...) of the view is element offset + sum(i_d stride_d) of
- * the operand: add every gradient element at its flat position */
+ * the operand. A window view (conv, pooling) gathers: each operand element
+ * sums the view elements that read it (sloth__window_adjoint). Any other
+ * view adds every gradient element at its flat position, atomically. */
 int grad_as_strided(sloth__grad_args *a) {
   const sloth__node *x = a->node;
-  int rank = x->rank;
+  int rank = x->rank, nloop;
+  sloth_tensor *adj = sloth__window_adjoint(G, x, &nloop);
+  if (nloop >= 0) {
+    if (!adj) return sloth_last_status();
+    int axes[SLOTH_MAX_RANK];
+    for (int d = 0; d < nloop; d++) axes[d] = d;
+    return give(a, 0, nloop ? sloth_sum(adj, axes, nloop, 0) : adj);
+  }
   sloth_tensor *flat = sloth_scalar((double)x->attrs.start, SLOTH_I32);
   for (int d = 0; d < rank; d++) {
     int64_t shape[SLOTH_MAX_RANK];
@@ -204,6 +214,33 @@ int grad_as_strided(sloth__grad_args *a) {
   sloth_tensor *index = sloth_reshape(sloth_expand(flat, rank, x->shape), 1, &n);
   sloth_tensor *sum = sloth_scatter_add(sloth_zeros(sloth_dtype_of(X), 1, &total), 0, index, sloth_reshape(G, 1, &n));
   return give(a, 0, sloth_reshape(sum, sloth_rank(X), sloth_shape(X)));
+}
+
+/* Each view element (k, X) of the adjoint is one element of its operand
+ * (the window view's elements), so the adjoint of the adjoint is that
+ * window view again, read from the gradient [loop dims..., operand
+ * shape...]: view coordinate c lands at loop position k(c) and operand
+ * position X(c) = origin + sum mult_d c_d along map[d]. */
+int grad_window_adjoint(sloth__grad_args *a) {
+  const sloth__node *n = a->node, *in = n->in[0];
+  int m = 0, base_rank;
+  for (int d = 0; d < in->rank; d++) m += n->attrs.axes_mask >> d & 1;
+  base_rank = n->rank - m;
+  const int64_t *base_shape = n->shape + m;
+  int map[SLOTH_MAX_RANK];
+  int64_t mult[SLOTH_MAX_RANK], origin[SLOTH_MAX_RANK], rs[SLOTH_MAX_RANK], st = 1;
+  sloth__window_map(in->rank, in->shape, n->attrs.start, n->attrs.v, base_rank, base_shape, map, mult, origin);
+  for (int e = n->rank - 1; e >= 0; e--) { /* row-major strides of the adjoint */
+    rs[e] = st;
+    st *= n->shape[e];
+  }
+  int64_t strides[SLOTH_MAX_RANK], offset = 0;
+  for (int e = 0; e < base_rank; e++) offset += origin[e] * rs[m + e];
+  for (int d = 0, k = 0; d < in->rank; d++) {
+    strides[d] = map[d] >= 0 ? mult[d] * rs[m + map[d]] : 0;
+    if (n->attrs.axes_mask >> d & 1) strides[d] += rs[k++];
+  }
+  return give(a, 0, sloth_as_strided(G, in->rank, in->shape, strides, offset));
 }
 
 /* in[1] holds the indices along attrs.axis */

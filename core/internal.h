@@ -155,6 +155,8 @@ bool sloth__tensor_ok(const sloth_tensor *t);
 bool sloth__tensor_valid(const sloth_tensor *t);
 /* Normalizes a possibly negative axis; records an error naming `what`. */
 int sloth__norm_axis(int axis, int rank, const char *what);
+/* The transpose of an as_strided window view, for its gradient (ops.c). */
+sloth_tensor *sloth__window_adjoint(sloth_tensor *g, const sloth__node *view, int *nloop);
 /* Puts a tensor that is in no scope into the thread's innermost scope, as
  * if it had been created there (results built inside a private scope). */
 void sloth__scope_adopt(sloth_tensor *t);

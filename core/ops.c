@@ -1,6 +1,7 @@
 /* ops.c - the public op constructors: validation, broadcasting, type
  * promotion and shape rules. Each builds IR nodes and runs nothing. */
 #include "internal.h"
+#include "strided.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -751,6 +752,49 @@ sloth_tensor *sloth_as_strided(sloth_tensor *x, int rank, const int64_t *shape, 
     goto out;
   }
   result = finish(new_node(OP_AS_STRIDED, x->node->dtype, rank, shape, 1, &x->node, &at), t0);
+  END();
+}
+
+/* The transpose of an as_strided window view (its gradient without
+ * atomics): g has the view's shape; the result is [loop dims..., operand
+ * shape...], where element (k, X) is g at the view coordinates that reach
+ * operand coordinates X with the looped view dims at k, or 0 where none
+ * does. Summing over the loop dims gives the gradient of the operand: each
+ * operand element gathers its windows (col2im) instead of every window
+ * element adding itself atomically. Where an operand dim is reached by
+ * several view dims (a window offset and a window position), all but the
+ * longest are looped and the longest is solved for (a dim of stride 0 is
+ * always looped). *nloop: the number of
+ * loop dims, or -1 (and NULL, no error) when the view is not a window
+ * (sloth__window_map). */
+sloth_tensor *sloth__window_adjoint(sloth_tensor *g, const sloth__node *view, int *nloop) {
+  *nloop = -1;
+  const sloth__node *base = view->in[0];
+  int map[SLOTH_MAX_RANK];
+  int64_t mult[SLOTH_MAX_RANK], origin[SLOTH_MAX_RANK];
+  if (view->op != OP_AS_STRIDED || !sloth__window_map(view->rank, view->shape, view->attrs.start, view->attrs.v, base->rank,
+                                                       base->shape, map, mult, origin))
+    return NULL;
+  sloth__attrs at = {0};
+  at.start = view->attrs.start;
+  memcpy(at.v, view->attrs.v, sizeof at.v);
+  int64_t shape[SLOTH_MAX_RANK];
+  int m = 0;
+  for (int e = 0; e < base->rank; e++) {
+    int solved = -1; /* the longest view dim along e */
+    for (int d = 0; d < view->rank; d++)
+      if (map[d] == e && mult[d] > 0 && (solved < 0 || view->shape[d] > view->shape[solved])) solved = d;
+    for (int d = 0; d < view->rank; d++)
+      if (map[d] == e && d != solved) at.axes_mask |= 1u << d;
+  }
+  for (int d = 0; d < view->rank; d++)
+    if (at.axes_mask >> d & 1) shape[m++] = view->shape[d];
+  if (m + base->rank > SLOTH_MAX_RANK) return NULL;
+  memcpy(shape + m, base->shape, (size_t)base->rank * sizeof *shape);
+  *nloop = m;
+  BEGIN();
+  if (!sloth__tensor_ok(g)) goto out;
+  result = finish(new_node(OP_WINDOW_ADJOINT, g->node->dtype, m + base->rank, shape, 1, &g->node, &at), t0);
   END();
 }
 

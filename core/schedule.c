@@ -36,20 +36,52 @@ static bool same_shape(const sloth__node *a, const sloth__node *b) {
 }
 
 /* While scheduling, a node can hold a buffer if it is data already or a
- * pending node that is not a view (it can be materialized). */
+ * pending node that is not a view (it can be materialized), or a view that
+ * another GEMM copies into a buffer of its own (ctx: per order index, or NULL). */
 static bool can_hold_buffer(const sloth__node *n, void *ctx) {
-  (void)ctx;
+  const bool *copied = ctx;
   if (sloth__graph_is_input(n)) return n->materialized;
-  return sloth__ops[n->op].kind != KIND_VIEW;
+  return sloth__ops[n->op].kind != KIND_VIEW || (copied && copied[n->order]);
 }
 
-/* A GEMM reads its operands from buffers through strided views: the first
- * non-view node below an operand is materialized, or, when the views cannot
- * be expressed with strides, the operand itself (a contiguous copy). */
-static void materialize_gemm_operand(sloth__node *operand, int *kernel_of) {
+/* The node a GEMM operand is read from: the first non-view node below it
+ * when the views in between are strides, or else the operand itself (it
+ * gets a contiguous copy). */
+static const sloth__node *gemm_operand_source(const sloth__node *operand, const bool *copied) {
   sloth__gemm_side side;
-  const sloth__node *target = operand;
-  if (sloth__gemm_operand(operand, can_hold_buffer, NULL, &side)) target = side.base;
+  return sloth__gemm_operand(operand, can_hold_buffer, (void *)copied, &side) ? side.base : operand;
+}
+
+/* Operands that must be copied because their views are not strides
+ * (im2col windows, say). A GEMM that reads such a view through a permute
+ * (the weight gradient of a convolution reads the im2col matrix
+ * transposed) reads that copy through strides instead of making a second
+ * one: an operand first marked as copied is not, when the views below it
+ * reach another copy. Deeper operands are decided first (lower order
+ * index), so every copy a decision relies on is final. */
+static bool *copied_gemm_operands(const sloth__graph *g) {
+  bool *copied = calloc((size_t)(g->n ? g->n : 1), 1);
+  if (!copied) return NULL;
+  for (int i = 0; i < g->n; i++) {
+    const sloth__node *x = g->order[i];
+    if (sloth__ops[x->op].kind != KIND_GEMM) continue;
+    for (int j = 0; j < x->nin; j++) {
+      const sloth__node *src = gemm_operand_source(x->in[j], NULL);
+      if (src == x->in[j] && !sloth__graph_is_input(src)) copied[src->order] = true;
+    }
+  }
+  for (int i = 0; i < g->n; i++) {
+    if (!copied[i]) continue;
+    copied[i] = false;
+    copied[i] = gemm_operand_source(g->order[i], copied) == g->order[i];
+  }
+  return copied;
+}
+
+/* A GEMM reads its operands from buffers through strided views: the node
+ * they are read from is materialized. */
+static void materialize_gemm_operand(const sloth__node *operand, const bool *copied, int *kernel_of) {
+  const sloth__node *target = gemm_operand_source(operand, copied);
   if (!sloth__graph_is_input(target)) kernel_of[target->order] = -1;
 }
 
@@ -171,6 +203,12 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
   }
   bool *is_root = calloc((size_t)(n ? n : 1), 1);
+  bool *copied = copied_gemm_operands(g);
+  if (!is_root || !copied) {
+    free(kernel_of), free(is_root), free(copied);
+    sloth__schedule_free(s);
+    return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
+  }
   for (int i = 0; i < g->nroots; i++) is_root[g->roots[i]] = true;
   for (int i = 0; i < n; i++) {
     kernel_of[i] = -2; /* no consumer seen yet */
@@ -197,7 +235,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
       else if (kernel_of[p] != kernel_of[i]) kernel_of[p] = -1; /* consumers in two kernels */
     }
     if (kind == KIND_GEMM)
-      for (int j = 0; j < x->nin; j++) materialize_gemm_operand(x->in[j], kernel_of);
+      for (int j = 0; j < x->nin; j++) materialize_gemm_operand(x->in[j], copied, kernel_of);
   }
 
   /* Groups in execution order: a group runs after the groups it reads from.
@@ -208,7 +246,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   int words = (ngroups + 63) / 64;
   uint64_t *deps = calloc((size_t)(ngroups ? ngroups : 1) * (size_t)(words ? words : 1), sizeof *deps);
   if (!group_rank || !ks || !deps) {
-    free(group_rank), free(ks), free(deps), free(kernel_of), free(is_root);
+    free(group_rank), free(ks), free(deps), free(kernel_of), free(is_root), free(copied);
     sloth__schedule_free(s);
     return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
   }
@@ -328,7 +366,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   /* node -> kernel index, for the in-place checks */
   for (int i = 0; i < n; i++) kernel_of[i] = kernel_at[group_rank[kernel_of[i]]];
   int rc = choose_inplace(g, s, kernel_of);
-  free(kernel_at), free(deps), free(ks), free(group_rank), free(kernel_of), free(is_root);
+  free(kernel_at), free(deps), free(ks), free(group_rank), free(kernel_of), free(is_root), free(copied);
   if (rc != SLOTH_OK) sloth__schedule_free(s);
   return rc;
 }

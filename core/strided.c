@@ -110,3 +110,32 @@ bool sloth__strided_view(const sloth__node *n, bool (*is_buffer)(const sloth__no
   default: return false;
   }
 }
+
+bool sloth__window_map(int rank, const int64_t *shape, int64_t start, const int64_t *strides, int base_rank,
+                       const int64_t *base_shape, int *map, int64_t *mult, int64_t *origin) {
+  int64_t cs[SLOTH_MAX_RANK], st = 1, reach[SLOTH_MAX_RANK];
+  for (int e = base_rank - 1; e >= 0; e--) {
+    cs[e] = st;
+    st *= base_shape[e];
+  }
+  if (sloth__numel(rank, shape) == 0 || st == 0) return false;
+  int64_t rest = start;
+  for (int e = 0; e < base_rank; e++) {
+    origin[e] = rest / cs[e];
+    rest %= cs[e];
+    reach[e] = origin[e];
+  }
+  for (int d = 0; d < rank; d++) {
+    map[d] = -1;
+    mult[d] = 0;
+    if (shape[d] == 1) continue;
+    for (int e = 0; e < base_rank && map[d] < 0; e++) /* outermost dim whose stride divides */
+      if (base_shape[e] > 1 && strides[d] % cs[e] == 0) map[d] = e;
+    if (map[d] < 0) return false;
+    mult[d] = strides[d] / cs[map[d]];
+    reach[map[d]] += mult[d] * (shape[d] - 1);
+  }
+  for (int e = 0; e < base_rank; e++)
+    if (reach[e] >= base_shape[e]) return false;
+  return true;
+}

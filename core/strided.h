@@ -18,4 +18,14 @@ typedef struct sloth__strided {
 bool sloth__strided_view(const sloth__node *n, bool (*is_buffer)(const sloth__node *, void *), void *ctx,
                          sloth__strided *out);
 
+/* An as_strided view (rank, shape, offset `start`, strides counted in the
+ * row-major positions of an operand of (base_rank, base_shape)) read as
+ * coordinates of the operand: true when every stepping view dim d moves
+ * along one operand dim map[d] by mult[d] (its stride is a multiple of that
+ * dim's row-major stride) and no window reaches past the dim's size, so no
+ * carry crosses dims. Conv and pooling windows are such views. origin is the
+ * offset as coordinates; size-1 view dims get map -1. */
+bool sloth__window_map(int rank, const int64_t *shape, int64_t start, const int64_t *strides, int base_rank,
+                       const int64_t *base_shape, int *map, int64_t *mult, int64_t *origin);
+
 #endif

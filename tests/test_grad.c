@@ -382,6 +382,13 @@ static sloth_tensor *b_strided(sloth_tensor *const *x, const ctx *c) {
   sloth_tensor *v = sloth_as_strided(x[0], c->nl, c->l, c->l + 8, c->i[0]);
   return sloth_mul(v, sloth_cos(v));
 }
+/* the gradient of b_strided as a function of x: its own gradient goes
+ * through the rule of the window adjoint (second order) */
+static sloth_tensor *b_strided_grad(sloth_tensor *const *x, const ctx *c) {
+  sloth_tensor *g = NULL;
+  if (sloth_grad(sloth_sum(b_strided(x, c), NULL, 0, 0), (sloth_tensor *[]){x[0]}, 1, &g) != SLOTH_OK) return NULL;
+  return g;
+}
 static sloth_tensor *b_concat(sloth_tensor *const *x, const ctx *c) {
   sloth_tensor *s = c->variant ? sloth_stack(x, c->ni, c->i[0]) : sloth_concat(x, c->ni, c->i[0]);
   return sloth_mul(s, sloth_sigmoid(s));
@@ -699,6 +706,8 @@ static void view_ops(void) {
     /* 2-D windows of a [4,5] tensor: [2,3,2,2] with strides (5,1,5,1) */
     ctx c2 = {.nl = 4, .l = {2, 3, 2, 2, 0, 0, 0, 0, 5, 1, 5, 1}, .i = {0}};
     GC("as_strided [4,5] -> 2x2 windows [2,3,2,2] (overlapping)", b_strided, &c2, U(R_(2, 4, 5), -1.5, 1.5));
+    GC("second order: the gradient of as_strided [10] -> [4,3] (window adjoint)", b_strided_grad, &c, U(R_(1, 10), -1.5, 1.5));
+    GC("second order: the gradient of 2x2 windows of [4,5]", b_strided_grad, &c2, U(R_(2, 4, 5), -1.5, 1.5));
     /* a stride-0 dimension and a sparse view (some elements unread) */
     ctx c3 = {.nl = 2, .l = {3, 2, 0, 0, 0, 0, 0, 0, 0, 4}, .i = {2}};
     GC("as_strided [3,4] -> [3,2] strides (0,4) offset 2", b_strided, &c3, U(R_(2, 3, 4), -1.5, 1.5));
