@@ -540,36 +540,47 @@ static int emit_concat(cg *c, const sloth__node *n, const position *ix) {
 
 /* The transpose of a window view (ops.c, sloth__window_adjoint): at
  * (k, X), the operand g is read at the view coordinates whose looped dims
- * are k and whose solved dim along each operand dim e is
- * (X_e - origin_e - sum of the looped dims' steps) / mult, where that is a
- * whole number in range; elsewhere the value is 0. Loads are clamped in
- * bounds. A step of 1 needs no division: it is written into the source
- * (the plan key holds the strides, so no plan mixes the two forms). */
+ * are k and whose other dims along each operand dim e come from
+ * rem = X_e - origin_e - (the looped dims' steps): the solved dim is
+ * rem / mult and its split partner rem % mult, where they are in range
+ * (and rem divides when there is no partner); elsewhere the value is 0.
+ * Loads are clamped in bounds. A step of 1 needs no division, and an
+ * operand dim that the solved dim covers exactly needs no check: both are
+ * written into the source (the plan key holds shapes and strides, so no
+ * plan mixes forms). */
 static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) {
   const sloth__node *g = n->in[0];
-  uint32_t looped = n->attrs.axes_mask;
   int m = 0;
-  for (int d = 0; d < g->rank; d++) m += looped >> d & 1;
-  int map[SLOTH_MAX_RANK];
+  for (int d = 0; d < g->rank; d++) m += n->attrs.axes_mask >> d & 1;
+  int map[SLOTH_MAX_RANK], partner[SLOTH_MAX_RANK];
   int64_t mult[SLOTH_MAX_RANK], origin[SLOTH_MAX_RANK];
-  sloth__window_map(g->rank, g->shape, n->attrs.start, n->attrs.v, n->rank - m, n->shape + m, map, mult, origin);
+  sloth__window_role role[SLOTH_MAX_RANK];
+  const int64_t *base_shape = n->shape + m;
+  sloth__window_roles(g->rank, g->shape, n->attrs.start, n->attrs.v, n->rank - m, base_shape, map, mult, origin, role,
+                      partner);
   char *co[SLOTH_MAX_RANK];
   to_coords(c, n, ix, co);
   position sub = {.rank = g->rank};
-  for (int d = 0, k = 0; d < g->rank; d++) sub.c[d] = (looped >> d & 1) ? xstrdup(c, co[k++]) : NULL;
+  for (int d = 0, k = 0; d < g->rank; d++) sub.c[d] = role[d] == WINDOW_LOOPED ? xstrdup(c, co[k++]) : NULL;
   sloth__str valid = {0};
   sloth__str_printf(&valid, "1");
   for (int e = 0; e < n->rank - m; e++) {
+    int solved = -1;
+    bool looped = false;
+    for (int d = 0; d < g->rank; d++) {
+      if (map[d] == e && role[d] == WINDOW_SOLVED) solved = d;
+      if (map[d] == e && role[d] == WINDOW_LOOPED) looped = true;
+    }
+    if (solved >= 0 && !looped && partner[solved] < 0 && mult[solved] == 1 && origin[e] == 0 &&
+        g->shape[solved] == base_shape[e]) { /* one to one */
+      sub.c[solved] = xstrdup(c, co[m + e]);
+      continue;
+    }
     char *o = param(c, origin[e]);
     char *rem = fmt(c, "(%s - %s", co[m + e], o);
     free(o);
-    int solved = -1;
     for (int d = 0; d < g->rank; d++) {
-      if (map[d] != e) continue;
-      if (!(looped >> d & 1)) {
-        solved = d;
-        continue;
-      }
+      if (map[d] != e || role[d] != WINDOW_LOOPED) continue;
       char *mu = param(c, mult[d]);
       char *r2 = fmt(c, "%s - %s * %s", rem, sub.c[d], mu);
       free(rem), free(mu);
@@ -582,11 +593,18 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
     else {
       char *size = param(c, g->shape[solved]);
       char *q;
+      int t = partner[solved];
       if (mult[solved] == 1) q = xstrdup(c, rem);
       else {
         char *mu = param(c, mult[solved]);
-        sloth__str_printf(&valid, " && %s %% %s == 0", rem, mu);
         q = fmt(c, "(%s / %s)", rem, mu);
+        if (t >= 0) {
+          char *tsize = param(c, g->shape[t]);
+          char *r = fmt(c, "(%s %% %s)", rem, mu);
+          sloth__str_printf(&valid, " && %s < %s", r, tsize);
+          sub.c[t] = fmt(c, "max(min(%s, %s - 1), (%s)0)", r, tsize, c->idx_t);
+          free(tsize), free(r);
+        } else sloth__str_printf(&valid, " && %s %% %s == 0", rem, mu);
         free(mu);
       }
       sloth__str_printf(&valid, " && %s >= 0 && %s < %s", rem, q, size);
@@ -851,9 +869,24 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   const bool wide = x->dtype == SLOTH_F64 || x->dtype == SLOTH_I64;
   const char *lane_t = wide ? acc_t : "float";
   char *pinner = param(c, inner);
-  (void)outer;
-  sloth__str_printf(&c->body, "  const %s o = (%s)%s;\n  const %s lid = (%s)%s, lsz = (%s)%s;\n", c->idx_t, c->idx_t,
-                    c->d->group_id, c->idx_t, c->idx_t, c->d->local_id, c->idx_t, c->d->local_size);
+  /* CPU devices with one work-item per output: each work-item reduces a
+   * chunk of outputs in turn, with no local memory and no barriers (POCL
+   * runs a work-group of one with a cost per group: 20-40 ns each) */
+  const bool serial = local == 1 && cpu_opencl(c->d);
+  int64_t chunk = 1;
+  if (serial) {
+    int64_t cu = sloth__rt.info.compute_units > 0 ? sloth__rt.info.compute_units : 1;
+    chunk = (outer + 8 * cu - 1) / (8 * cu);
+    if (chunk < 1) chunk = 1;
+    char *pc = param(c, chunk), *pouter = param(c, outer);
+    sloth__str_printf(&c->body,
+                      "  const %s lid = 0, lsz = 1;\n  const %s first = (%s)%s * %s, last = min(first + %s, %s);\n"
+                      "  for (%s o = first; o < last; o++) {\n",
+                      c->idx_t, c->idx_t, c->idx_t, c->d->global_id, pc, pc, pouter, c->idx_t);
+    free(pc), free(pouter);
+  } else
+    sloth__str_printf(&c->body, "  const %s o = (%s)%s;\n  const %s lid = (%s)%s, lsz = (%s)%s;\n", c->idx_t, c->idx_t,
+                      c->d->group_id, c->idx_t, c->idx_t, c->d->local_id, c->idx_t, c->d->local_size);
   sloth__str_printf(&c->body, "  %s acc = %s;\n", acc_t, init_value(r->op, x->dtype));
   if (arg) sloth__str_printf(&c->body, "  int best = -1;\n");
   position ix = {0};
@@ -909,6 +942,24 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   c->nmemos = memo_mark;
   if (arg && local == 1 && !trailing_block(mask, x->rank)) /* k counts the nested loops' elements */ sloth__str_printf(&c->body, "    k++;\n");
   for (int l = 0; l < loops; l++) sloth__str_printf(&c->body, "  }\n");
+  if (serial) {
+    int out_arg = add_arg(c, ARG_MAT, out_slot, r->dtype);
+    c->out->args[out_arg].written = true;
+    if (arg) sloth__str_printf(&c->body, "  a%d[o] = best < 0 ? 0 : best;\n", out_arg);
+    else {
+      char *val = r->op == OP_MEAN ? fmt(c, "acc / (%s)%s", acc_t, pinner) : xstrdup(c, "acc");
+      char *st = store_stmt(c, r->dtype, out_arg, "o", val ? val : "0");
+      sloth__str_printf(&c->body, "  %s\n", st ? st : "");
+      free(val), free(st);
+    }
+    sloth__str_printf(&c->body, "  }\n");
+    free(code);
+    free(pinner);
+    c->out->geom.local = 1;
+    c->out->geom.global = (size_t)((outer + chunk - 1) / chunk);
+    c->out->geom.local_mem = sizeof(double) * 2; /* the scratch argument, unused */
+    return SLOTH_OK;
+  }
 
   /* tree reduction across the work-group in local memory */
   const char *L = c->d->local;
@@ -948,6 +999,55 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   return SLOTH_OK;
 }
 
+/* Does the value of n, computed in this kernel, read a view by coordinates
+ * (a permute, window, pad, ...)? Reshapes and elementwise ops keep linear
+ * positions. seen: per order index, so shared operands are walked once. */
+static bool reads_by_coords(const cg *c, const sloth__node *n, bool *seen) {
+  if (sloth__graph_is_input(n) || seen[n->order]) return false;
+  if (c->s->mat[n->order] >= 0 && !is_output(c, n)) return false;
+  seen[n->order] = true;
+  /* a broadcast scalar needs no coordinates */
+  bool scalar_expand = n->op == OP_EXPAND && sloth__numel(n->in[0]->rank, n->in[0]->shape) == 1;
+  if (sloth__ops[n->op].kind == KIND_VIEW && n->op != OP_RESHAPE && !scalar_expand) return true;
+  for (int i = 0; i < n->nin; i++)
+    if (reads_by_coords(c, n->in[i], seen)) return true;
+  return false;
+}
+
+/* The chunked loop's coordinates: variables i0.. set from `start` once and
+ * stepped like an odometer at the end of every iteration, so views read
+ * without dividing the linear position on every element. */
+static void odometer_begin(cg *c, int rank, const int64_t *shape, position *ix) {
+  char *co[SLOTH_MAX_RANK];
+  unravel(c, "start", rank, shape, co);
+  ix->linear = false;
+  ix->rank = rank;
+  for (int d = 0; d < rank; d++) {
+    if (shape[d] == 1) ix->c[d] = xstrdup(c, "0");
+    else {
+      sloth__str_printf(&c->body, "  %s i%d = %s;\n", c->idx_t, d, co[d]);
+      ix->c[d] = fmt(c, "i%d", d);
+    }
+    free(co[d]);
+  }
+}
+
+static void odometer_step(cg *c, int rank, const int64_t *shape) {
+  int dims[SLOTH_MAX_RANK], m = 0;
+  for (int d = 0; d < rank; d++)
+    if (shape[d] != 1) dims[m++] = d;
+  if (!m) return;
+  sloth__str_printf(&c->body, "  ");
+  for (int j = m - 1; j > 0; j--) {
+    char *size = param(c, shape[dims[j]]);
+    sloth__str_printf(&c->body, "if (++i%d == %s) { i%d = 0; ", dims[j], size, dims[j]);
+    free(size);
+  }
+  sloth__str_printf(&c->body, "++i%d;", dims[0]);
+  for (int j = m - 1; j > 0; j--) sloth__str_printf(&c->body, " }");
+  sloth__str_printf(&c->body, "\n");
+}
+
 static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
   const sloth__node *first = c->g->order[k->outputs[0]];
   int64_t n = sloth__numel(first->rank, first->shape);
@@ -968,18 +1068,38 @@ static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
     char *pc = param(c, chunk);
     /* four vectors per iteration: long bodies (transcendental chains) are
      * latency-bound otherwise; this made one 1.7-2x faster */
-    sloth__str_printf(&c->body,
-                      "  const %s start = (%s)%s * %s, end = min(start + %s, %s);\n"
-                      "  #pragma clang loop interleave_count(4)\n  for (%s gid = start; gid < end; gid++) {\n",
-                      c->idx_t, c->idx_t, c->d->global_id, pc, pc, pn, c->idx_t);
+    sloth__str_printf(&c->body, "  const %s start = (%s)%s * %s, end = min(start + %s, %s);\n", c->idx_t, c->idx_t,
+                      c->d->global_id, pc, pc, pn);
     free(pc);
   } else sloth__str_printf(&c->body, "  const %s gid = (%s)%s;\n  if (gid >= %s) return;\n", c->idx_t, c->idx_t, c->d->global_id, pn);
   free(pn);
   position ix = {.linear = true, .lin = xstrdup(c, "gid")};
+  /* On a CPU, a kernel that reads views by coordinates steps coordinates.
+   * A single output that is a reshape of a pending view is computed in the
+   * view's own shape (same elements, same order): an im2col copy steps the
+   * window's 7 coordinates and divides nothing. */
+  const sloth__node *value_of[k->noutputs];
+  for (int o = 0; o < k->noutputs; o++) value_of[o] = c->g->order[k->outputs[o]];
+  const sloth__node *iter = first;
+  bool *seen = chunked ? calloc((size_t)c->g->n, 1) : NULL;
+  bool stepped = false;
+  if (seen) {
+    for (int o = 0; o < k->noutputs && !stepped; o++) stepped = reads_by_coords(c, value_of[o], seen);
+    free(seen);
+  }
+  if (stepped) {
+    while (k->noutputs == 1 && iter->op == OP_RESHAPE && !sloth__graph_is_input(iter->in[0]) && c->s->mat[iter->in[0]->order] < 0)
+      iter = iter->in[0];
+    value_of[0] = iter;
+    index_free(&ix);
+    odometer_begin(c, iter->rank, iter->shape, &ix);
+  }
+  if (chunked)
+    sloth__str_printf(&c->body, "  #pragma clang loop interleave_count(4)\n  for (%s gid = start; gid < end; gid++) {\n", c->idx_t);
   /* every value first, then the stores: an output written in place over an
    * input must not be stored before another output has loaded that input */
   int vals[k->noutputs];
-  for (int o = 0; o < k->noutputs; o++) vals[o] = emit(c, c->g->order[k->outputs[o]], &ix);
+  for (int o = 0; o < k->noutputs; o++) vals[o] = emit(c, value_of[o], &ix);
   for (int o = 0; o < k->noutputs; o++) {
     const sloth__node *node = c->g->order[k->outputs[o]];
     int arg = add_arg(c, ARG_MAT, c->s->mat[node->order], node->dtype);
@@ -991,6 +1111,7 @@ static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
     free(st);
   }
   index_free(&ix);
+  if (stepped) odometer_step(c, iter->rank, iter->shape);
   if (chunked) {
     sloth__str_printf(&c->body, "  }\n");
     c->out->geom.local = 1;

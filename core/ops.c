@@ -762,33 +762,29 @@ sloth_tensor *sloth_as_strided(sloth_tensor *x, int rank, const int64_t *shape, 
  * does. Summing over the loop dims gives the gradient of the operand: each
  * operand element gathers its windows (col2im) instead of every window
  * element adding itself atomically. Where an operand dim is reached by
- * several view dims (a window offset and a window position), all but the
- * longest are looped and the longest is solved for (a dim of stride 0 is
- * always looped). *nloop: the number of
- * loop dims, or -1 (and NULL, no error) when the view is not a window
- * (sloth__window_map). */
+ * several view dims (a window offset and a window position), the longest
+ * is solved for, the offset of a non-overlapping window is the remainder,
+ * and others are looped (sloth__window_roles). *nloop: the number of loop
+ * dims, or -1 (and NULL, no error) when the view is not a window. */
 sloth_tensor *sloth__window_adjoint(sloth_tensor *g, const sloth__node *view, int *nloop) {
   *nloop = -1;
   const sloth__node *base = view->in[0];
-  int map[SLOTH_MAX_RANK];
+  int map[SLOTH_MAX_RANK], partner[SLOTH_MAX_RANK];
   int64_t mult[SLOTH_MAX_RANK], origin[SLOTH_MAX_RANK];
-  if (view->op != OP_AS_STRIDED || !sloth__window_map(view->rank, view->shape, view->attrs.start, view->attrs.v, base->rank,
-                                                       base->shape, map, mult, origin))
+  sloth__window_role role[SLOTH_MAX_RANK];
+  if (view->op != OP_AS_STRIDED || !sloth__window_roles(view->rank, view->shape, view->attrs.start, view->attrs.v,
+                                                         base->rank, base->shape, map, mult, origin, role, partner))
     return NULL;
   sloth__attrs at = {0};
   at.start = view->attrs.start;
   memcpy(at.v, view->attrs.v, sizeof at.v);
   int64_t shape[SLOTH_MAX_RANK];
   int m = 0;
-  for (int e = 0; e < base->rank; e++) {
-    int solved = -1; /* the longest view dim along e */
-    for (int d = 0; d < view->rank; d++)
-      if (map[d] == e && mult[d] > 0 && (solved < 0 || view->shape[d] > view->shape[solved])) solved = d;
-    for (int d = 0; d < view->rank; d++)
-      if (map[d] == e && d != solved) at.axes_mask |= 1u << d;
-  }
   for (int d = 0; d < view->rank; d++)
-    if (at.axes_mask >> d & 1) shape[m++] = view->shape[d];
+    if (role[d] == WINDOW_LOOPED) {
+      at.axes_mask |= 1u << d;
+      shape[m++] = view->shape[d];
+    }
   if (m + base->rank > SLOTH_MAX_RANK) return NULL;
   memcpy(shape + m, base->shape, (size_t)base->rank * sizeof *shape);
   *nloop = m;

@@ -139,3 +139,27 @@ bool sloth__window_map(int rank, const int64_t *shape, int64_t start, const int6
     if (reach[e] >= base_shape[e]) return false;
   return true;
 }
+
+bool sloth__window_roles(int rank, const int64_t *shape, int64_t start, const int64_t *strides, int base_rank,
+                         const int64_t *base_shape, int *map, int64_t *mult, int64_t *origin, sloth__window_role *role,
+                         int *partner) {
+  if (!sloth__window_map(rank, shape, start, strides, base_rank, base_shape, map, mult, origin)) return false;
+  for (int d = 0; d < rank; d++) {
+    role[d] = map[d] < 0 ? WINDOW_UNIT : WINDOW_LOOPED;
+    partner[d] = -1;
+  }
+  for (int e = 0; e < base_rank; e++) {
+    int solved = -1, others = 0, other = -1;
+    for (int d = 0; d < rank; d++)
+      if (map[d] == e && mult[d] > 0 && (solved < 0 || shape[d] > shape[solved])) solved = d;
+    if (solved < 0) continue;
+    role[solved] = WINDOW_SOLVED;
+    for (int d = 0; d < rank; d++)
+      if (map[d] == e && d != solved) others++, other = d;
+    if (others == 1 && mult[other] == 1 && shape[other] <= mult[solved]) {
+      role[other] = WINDOW_SPLIT;
+      partner[solved] = other;
+    }
+  }
+  return true;
+}

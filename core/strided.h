@@ -28,4 +28,18 @@ bool sloth__strided_view(const sloth__node *n, bool (*is_buffer)(const sloth__no
 bool sloth__window_map(int rank, const int64_t *shape, int64_t start, const int64_t *strides, int base_rank,
                        const int64_t *base_shape, int *map, int64_t *mult, int64_t *origin);
 
+/* How the transpose of a window view (sloth__window_adjoint in ops.c)
+ * recovers each view dim from operand coordinates. Along an operand dim,
+ * the longest view dim with a nonzero step is SOLVED (divided for); one
+ * other dim of step 1 that is shorter than the solved dim's step is SPLIT
+ * (the remainder: non-overlapping windows, as in 2x2 pooling of stride 2);
+ * any others are LOOPED (summed over: overlapping windows). */
+typedef enum sloth__window_role { WINDOW_UNIT, WINDOW_SOLVED, WINDOW_SPLIT, WINDOW_LOOPED } sloth__window_role;
+
+/* sloth__window_map plus the role of each view dim; partner[d] is the split
+ * dim of a solved dim d, or -1. */
+bool sloth__window_roles(int rank, const int64_t *shape, int64_t start, const int64_t *strides, int base_rank,
+                         const int64_t *base_shape, int *map, int64_t *mult, int64_t *origin, sloth__window_role *role,
+                         int *partner);
+
 #endif

@@ -708,6 +708,10 @@ static void view_ops(void) {
     GC("as_strided [4,5] -> 2x2 windows [2,3,2,2] (overlapping)", b_strided, &c2, U(R_(2, 4, 5), -1.5, 1.5));
     GC("second order: the gradient of as_strided [10] -> [4,3] (window adjoint)", b_strided_grad, &c, U(R_(1, 10), -1.5, 1.5));
     GC("second order: the gradient of 2x2 windows of [4,5]", b_strided_grad, &c2, U(R_(2, 4, 5), -1.5, 1.5));
+    /* non-overlapping 2x2 windows of stride 2: the window offset is a remainder, nothing is summed */
+    ctx c4 = {.nl = 4, .l = {2, 3, 2, 2, 0, 0, 0, 0, 12, 2, 6, 1}, .i = {0}};
+    GC("as_strided [4,6] -> 2x2 windows of stride 2 [2,3,2,2]", b_strided, &c4, U(R_(2, 4, 6), -1.5, 1.5));
+    GC("second order: the gradient of 2x2 windows of stride 2", b_strided_grad, &c4, U(R_(2, 4, 6), -1.5, 1.5));
     /* a stride-0 dimension and a sparse view (some elements unread) */
     ctx c3 = {.nl = 2, .l = {3, 2, 0, 0, 0, 0, 0, 0, 0, 4}, .i = {2}};
     GC("as_strided [3,4] -> [3,2] strides (0,4) offset 2", b_strided, &c3, U(R_(2, 3, 4), -1.5, 1.5));
