@@ -103,6 +103,23 @@ sloth_tensor *sloth_avg_pool2d(sloth_tensor *x, int kh, int kw, int sh, int sw, 
   return pool(false, x, kh, kw, sh, sw, ph, pw);
 }
 
+/* The [o, L] matrix that averages the adaptive windows of one axis: row i
+ * averages elements floor(i L / o) .. ceil((i + 1) L / o) - 1 (PyTorch's
+ * windows, which differ in size when o does not divide L). Built from
+ * aranges, so it is part of the graph: no upload, nothing new to compile
+ * per step. The bounds are floors of (integer + a half) / o, which stay
+ * exact under relaxed float division. */
+static sloth_tensor *adaptive_weights(int64_t L, int o, sloth_dtype dt) {
+  sloth_tensor *i = sloth_reshape(sloth_arange(0, o, 1, SLOTH_F32), 2, (int64_t[]){o, 1});
+  sloth_tensor *h = sloth_reshape(sloth_arange(0, (double)L, 1, SLOTH_F32), 2, (int64_t[]){1, L});
+  sloth_tensor *iL = sloth_mul_scalar(i, (double)L);
+  sloth_tensor *start = sloth_floor(sloth_div_scalar(sloth_add_scalar(iL, 0.5), o));
+  sloth_tensor *end = sloth_floor(sloth_div_scalar(sloth_add_scalar(iL, (double)L + o - 0.5), o));
+  sloth_tensor *inside = sloth_logical_and(sloth_ge(h, start), sloth_lt(h, end));
+  sloth_tensor *w = sloth_where(inside, sloth_reciprocal(sloth_sub(end, start)), sloth_scalar(0, SLOTH_F32));
+  return sloth_cast(w, sloth__is_float(dt) ? dt : SLOTH_F32);
+}
+
 sloth_tensor *sloth_adaptive_avg_pool2d(sloth_tensor *x, int oh, int ow) {
   if (!sloth__tensor_valid(x)) return NULL;
   if (sloth_rank(x) != 4 || oh < 1 || ow < 1) {
@@ -110,11 +127,20 @@ sloth_tensor *sloth_adaptive_avg_pool2d(sloth_tensor *x, int oh, int ow) {
     return NULL;
   }
   int64_t H = sloth_dim(x, 2), W = sloth_dim(x, 3);
-  if (H % oh || W % ow) {
-    sloth__fail(SLOTH_E_UNSUPPORTED, "adaptive_avg_pool2d: %lldx%lld to %dx%d needs windows of different sizes (not supported yet)",
+  if (H % oh == 0 && W % ow == 0) { /* equal windows: a plain average pool */
+    int kh = (int)(H / oh), kw = (int)(W / ow);
+    return pool(false, x, kh, kw, kh, kw, 0, 0);
+  }
+  if ((double)(H + oh) * oh >= 1 << 24 || (double)(W + ow) * ow >= 1 << 24) {
+    sloth__fail(SLOTH_E_UNSUPPORTED, "adaptive_avg_pool2d: %lldx%lld to %dx%d is out of the supported range",
                 (long long)H, (long long)W, oh, ow);
     return NULL;
   }
-  int kh = (int)(H / oh), kw = (int)(W / ow);
-  return pool(false, x, kh, kw, kh, kw, 0, 0);
+  /* windows of different sizes: y = Ah x Aw^T, two small GEMMs */
+  sloth_scope_begin();
+  sloth_dtype dt = sloth_dtype_of(x);
+  sloth_tensor *y = sloth_matmul(sloth_matmul(adaptive_weights(H, oh, dt), x), sloth_transpose(adaptive_weights(W, ow, dt), 0, 1));
+  y = sloth_keep(y);
+  sloth_scope_end();
+  return y;
 }

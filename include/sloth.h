@@ -258,7 +258,9 @@ sloth_tensor *sloth_conv2d(sloth_tensor *x, sloth_tensor *w, sloth_tensor *bias,
  * the average, like PyTorch's default count_include_pad). */
 sloth_tensor *sloth_max_pool2d(sloth_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h, int pad_w);
 sloth_tensor *sloth_avg_pool2d(sloth_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h, int pad_w);
-/* Output [N, C, oh, ow]; H and W must be multiples of oh and ow. */
+/* Output [N, C, oh, ow], any sizes: output row i averages input rows
+ * floor(i H / oh) .. ceil((i + 1) H / oh) - 1, as in PyTorch (likewise for
+ * columns). Equal windows run as avg_pool2d, unequal ones as two small GEMMs. */
 sloth_tensor *sloth_adaptive_avg_pool2d(sloth_tensor *x, int oh, int ow);
 
 /* Activations: elementwise, fuse like any other op; integer inputs compute in

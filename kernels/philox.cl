@@ -48,13 +48,15 @@ static inline float sl_u32_to_unit(sl_u32 x) { return (float)(x >> 8) * (1.0f / 
 
 static inline float sl_rand_uniform(long i, int seed_lo, int seed_hi, int off) {
   sl_philox4 r = sl_philox((sl_u32)(i >> 2), (sl_u32)(i >> 34), (sl_u32)off, 0u, (sl_u32)seed_lo, (sl_u32)seed_hi);
-  return sl_u32_to_unit(r.v[i & 3]);
+  /* selects rather than an indexed word, which would put r in memory */
+  const int w = (int)(i & 3);
+  return sl_u32_to_unit(w == 0 ? r.v[0] : w == 1 ? r.v[1] : w == 2 ? r.v[2] : r.v[3]);
 }
 
 static inline float sl_rand_normal(long i, int seed_lo, int seed_hi, int off) {
   sl_philox4 r = sl_philox((sl_u32)(i >> 1), (sl_u32)(i >> 33), (sl_u32)off, 0u, (sl_u32)seed_lo, (sl_u32)seed_hi);
-  int k = (int)(i & 1) * 2;
-  float u1 = 1.0f - sl_u32_to_unit(r.v[k]); /* (0, 1]: log is finite */
-  float u2 = sl_u32_to_unit(r.v[k + 1]);
+  const bool odd = (i & 1) != 0;
+  float u1 = 1.0f - sl_u32_to_unit(odd ? r.v[2] : r.v[0]); /* (0, 1]: log is finite */
+  float u2 = sl_u32_to_unit(odd ? r.v[3] : r.v[1]);
   return sqrt(-2.0f * sl_log(u1)) * sl_cos(6.2831853071795864f * u2);
 }

@@ -92,6 +92,32 @@ static void pool_case(bool max, int N, int C, int H, int W, int kh, int kw, int 
   sloth_scope_end();
 }
 
+/* PyTorch's adaptive windows: rows floor(i H / OH) .. ceil((i + 1) H / OH) - 1 */
+static void ref_adaptive(int N, int C, int H, int W, int OH, int OW) {
+  for (int n = 0; n < N * C; n++)
+    for (int i = 0; i < OH; i++)
+      for (int j = 0; j < OW; j++) {
+        int h0 = i * H / OH, h1 = ((i + 1) * H + OH - 1) / OH, w0 = j * W / OW, w1 = ((j + 1) * W + OW - 1) / OW;
+        double acc = 0;
+        for (int h = h0; h < h1; h++)
+          for (int w = w0; w < w1; w++) acc += X[(n * H + h) * W + w];
+        Y[(n * OH + i) * OW + j] = (float)(acc / ((h1 - h0) * (w1 - w0)));
+      }
+}
+
+static void adaptive_case(int N, int C, int H, int W, int OH, int OW) {
+  fill(X, (int64_t)N * C * H * W);
+  ref_adaptive(N, C, H, W, OH, OW);
+  sloth_tensor *x = sloth_from_host(X, SLOTH_F32, 4, (int64_t[]){N, C, H, W});
+  sloth_tensor *y = sloth_adaptive_avg_pool2d(x, OH, OW);
+  int n = N * C * OH * OW;
+  ok(y && sloth_rank(y) == 4 && sloth_dim(y, 2) == OH && sloth_dim(y, 3) == OW &&
+         sloth_to_host(y, G, (size_t)n * sizeof(float)) == SLOTH_OK && tap_max_err(G, Y, n, 1e-5, 1e-5) <= 1,
+     "adaptive_avg_pool2d [%d,%d,%d,%d] -> %dx%d", N, C, H, W, OH, OW);
+  sloth_release(y);
+  sloth_release(x);
+}
+
 static void views(void) {
   sloth_scope_begin();
   float v[6] = {1, 2, 3, 4, 5, 6}, out[20];
@@ -128,7 +154,7 @@ static void bad_geometry(void) {
      sloth_last_error());
   ok(sloth_max_pool2d(sloth_zeros(SLOTH_F32, 2, (int64_t[]){3, 3}), 2, 2, 2, 2, 0, 0) == NULL, "pooling a rank-2 tensor: %s",
      sloth_last_error());
-  ok(sloth_adaptive_avg_pool2d(x, 2, 2) == NULL && sloth_last_status() == SLOTH_E_UNSUPPORTED, "adaptive 5 -> 2: %s",
+  ok(sloth_adaptive_avg_pool2d(x, 0, 2) == NULL && sloth_last_status() == SLOTH_E_INVALID, "adaptive to 0x2: %s",
      sloth_last_error());
   sloth_clear_error();
   float out[8];
@@ -160,6 +186,11 @@ int main(void) {
      "adaptive_avg_pool2d 8x8 -> 2x4");
   sloth_release(y);
   sloth_release(x);
+  /* windows of different sizes (overlapping where the output is larger) */
+  adaptive_case(2, 3, 5, 5, 2, 2);
+  adaptive_case(1, 2, 7, 10, 3, 4);
+  adaptive_case(2, 1, 3, 4, 5, 7); /* upsampling: windows of one element, repeated */
+  adaptive_case(1, 2, 9, 6, 1, 4);
   bad_geometry();
   return tap_done();
 }

@@ -910,6 +910,8 @@ static void nn_ops(void) {
     GC("adaptive_avg_pool2d [1,2,4,6] -> (2,3)", b_adaptive, &c4, U(R_(4, 1, 2, 4, 6), -1, 1));
     ctx c5 = {.i = {1, 1}};
     GC("adaptive_avg_pool2d -> (1,1)", b_adaptive, &c5, U(R_(4, 2, 2, 3, 3), -1, 1));
+    ctx c6 = {.i = {2, 3}};
+    GC("adaptive_avg_pool2d [1,2,5,7] -> (2,3) (windows of different sizes)", b_adaptive, &c6, U(R_(4, 1, 2, 5, 7), -1, 1));
   }
   /* softmax */
   {
