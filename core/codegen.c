@@ -625,11 +625,56 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
   return r;
 }
 
+/* A reshape read at coordinates maps them group by group: dims of the
+ * output and of the operand whose sizes multiply to the same product form a
+ * group, and only a group that splits one dimension into several divides
+ * (merging is a multiply-add). So [N, O, oh, ow] over [N, g, O/g, oh, ow]
+ * divides nothing. False (use a linear position) for empty shapes. */
+static bool reshape_coords(cg *c, const sloth__node *n, const position *ix, position *sub) {
+  const sloth__node *in = n->in[0];
+  if (sloth__numel(n->rank, n->shape) == 0) return false;
+  sub->linear = false;
+  sub->rank = in->rank;
+  int a = 0, b = 0;
+  while (a < n->rank || b < in->rank) {
+    int a0 = a, b0 = b;
+    int64_t pa = 1, pb = 1;
+    if (a < n->rank) pa *= n->shape[a++];
+    if (b < in->rank) pb *= in->shape[b++];
+    while (pa != pb) {
+      if (pa < pb && a < n->rank) pa *= n->shape[a++];
+      else if (pb < pa && b < in->rank) pb *= in->shape[b++];
+      else { /* cannot happen for equal element counts */
+        for (int d = 0; d < b0; d++) free(sub->c[d]);
+        return false;
+      }
+    }
+    int non1_out = 0, non1_in = 0, last_out = -1;
+    for (int d = a0; d < a; d++)
+      if (n->shape[d] != 1) non1_out++, last_out = d;
+    for (int d = b0; d < b; d++)
+      if (in->shape[d] != 1) non1_in++;
+    if (non1_in <= 1) { /* merge (or copy): a multiply-add */
+      char *lin = a > a0 ? ravel(c, a - a0, n->shape + a0, ix->c + a0) : xstrdup(c, "0");
+      for (int d = b0; d < b; d++) sub->c[d] = in->shape[d] != 1 ? xstrdup(c, lin) : xstrdup(c, "0");
+      free(lin);
+    } else if (non1_out == 1) { /* split one coordinate */
+      unravel(c, ix->c[last_out], b - b0, in->shape + b0, sub->c + b0);
+    } else {
+      char *lin = ravel(c, a - a0, n->shape + a0, ix->c + a0);
+      unravel(c, lin, b - b0, in->shape + b0, sub->c + b0);
+      free(lin);
+    }
+  }
+  return true;
+}
+
 static int emit_view(cg *c, const sloth__node *n, const position *ix) {
   const sloth__node *in = n->in[0];
   position sub = {0};
   switch (n->op) {
   case OP_RESHAPE:
+    if (!ix->linear && reshape_coords(c, n, ix, &sub)) break;
     sub.linear = true;
     sub.lin = to_linear(c, n, ix);
     break;

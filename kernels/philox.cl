@@ -15,7 +15,8 @@ typedef unsigned int sl_u32;
 #define sl_mulhi(a, b) __umulhi(a, b)
 #else
 typedef uint sl_u32;
-#define sl_mulhi(a, b) mul_hi(a, b)
+/* a widening multiply rather than mul_hi, which POCL keeps scalar */
+#define sl_mulhi(a, b) ((sl_u32)(((ulong)(a) * (ulong)(b)) >> 32))
 #endif
 
 typedef struct sl_philox4 {
