@@ -493,8 +493,8 @@ static int check_error_word(void) {
   if (rc != SLOTH_OK || !flag) return rc;
   flag = 0;
   sloth__rt.backend->write(sloth__rt.dev, error_word->mem, 0, &flag, sizeof flag);
-  return sloth__fail(SLOTH_E_INVALID, "an index was out of range in gather, index_select or embedding "
-                                      "(the affected elements read the nearest valid index)");
+  return sloth__fail(SLOTH_E_INVALID, "an index was out of range in gather, index_select, embedding, scatter_add "
+                                      "or a loss's labels (the affected elements used the nearest valid index)");
 }
 
 /* Which in-place targets of this run can give their buffer to the node

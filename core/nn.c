@@ -258,16 +258,15 @@ static int check_labels(const char *what, sloth_tensor *scores, sloth_tensor *la
 
 /* -mean over the labels of log_probs[n, labels[n], ...], as one reduction:
  * the selected values are scaled by -1/count (a kernel argument) and summed. */
+/* -mean of the log-probabilities at the labels, read with a gather: a
+ * label out of range sets the device's error word, so the next blocking
+ * read fails with "index out of range" (as PyTorch refuses such a target)
+ * instead of the label counting as zero. */
 static sloth_tensor *nll(sloth_tensor *log_probs, sloth_tensor *labels, int ca) {
-  int r = sloth_rank(log_probs);
-  int64_t C = sloth_dim(log_probs, ca), count = sloth_numel(labels);
+  int64_t count = sloth_numel(labels);
   if (count == 0) return sloth_full(NAN, SLOTH_F32, 0, NULL); /* the mean of nothing, as in PyTorch */
-  int64_t cshape[SLOTH_MAX_RANK];
-  for (int d = 0; d < r; d++) cshape[d] = d == ca ? C : 1;
-  sloth_tensor *classes = sloth_reshape(sloth_arange(0, (double)C, 1, SLOTH_I32), r, cshape);
-  sloth_tensor *mask = sloth_eq(sloth_unsqueeze(labels, ca), classes);
-  sloth_tensor *picked = sloth_where(mask, sloth_mul_scalar(as_float(log_probs), -1.0 / (double)count), sloth_scalar(0.0, SLOTH_F32));
-  return sloth_sum(picked, NULL, 0, 0);
+  sloth_tensor *picked = sloth_gather(as_float(log_probs), ca, sloth_unsqueeze(labels, ca));
+  return sloth_sum(sloth_mul_scalar(picked, -1.0 / (double)count), NULL, 0, 0); /* one kernel: scaled inside */
 }
 
 sloth_tensor *sloth_nll_loss(sloth_tensor *log_probs, sloth_tensor *labels) {

@@ -302,9 +302,9 @@ sloth_tensor *sloth_batch_norm(sloth_tensor *x, sloth_tensor *running_mean, slot
 sloth_tensor *sloth_one_hot(sloth_tensor *labels, int64_t num_classes, sloth_dtype dt);
 /* Losses, all mean-reduced to a rank-0 f32 tensor (f64 when an input is f64). Class scores are [N, C]
  * or [N, C, d1, ...] (class axis 1; [C] with rank-0 labels also works) and
- * labels integer [N] or [N, d1, ...]. A label outside [0, C) is not checked
- * (that needs a sync): it adds 0 to the sum, which is still divided by the
- * label count. */
+ * labels integer [N] or [N, d1, ...]. A label outside [0, C) is found on the
+ * device: the next blocking read (sloth_to_host, sloth_wait) fails with
+ * SLOTH_E_INVALID "index out of range", like a gather's. */
 sloth_tensor *sloth_nll_loss(sloth_tensor *log_probs, sloth_tensor *labels);
 sloth_tensor *sloth_cross_entropy(sloth_tensor *logits, sloth_tensor *labels); /* nll_loss(log_softmax(logits, 1)) */
 sloth_tensor *sloth_mse_loss(sloth_tensor *a, sloth_tensor *b);              /* mean((a - b)^2); same shapes */

@@ -540,6 +540,25 @@ static void bad_input(void) {
   FAILS(sloth_leaky_relu(labb, 0.1), SLOTH_E_DTYPE, "leaky_relu of bool");
   FAILS(sloth_gelu(NULL), SLOTH_E_INVALID, "gelu of NULL");
   sloth_clear_error();
+  /* labels out of range: the loss is built (values are data), the read
+   * fails with a clear error, nothing is read out of bounds; the gradient
+   * as well; the error is reported once */
+  int32_t badlab[4] = {1, 6, 0, -1};
+  sloth_tensor *xl = sloth_from_host((float[24]){0}, SLOTH_F32, 2, (int64_t[]){4, 6});
+  sloth_tensor *bl = sloth_from_host(badlab, SLOTH_I32, 1, (int64_t[]){4});
+  float lv = 0;
+  sloth_tensor *bad_ce = sloth_cross_entropy(xl, bl);
+  int lrc = bad_ce ? sloth_to_host(bad_ce, &lv, sizeof lv) : SLOTH_E_INVALID;
+  ok(bad_ce && lrc == SLOTH_E_INVALID && strstr(sloth_last_error(), "out of range"),
+     "cross_entropy with labels 6 and -1 for 6 classes fails at the read: %s", sloth_last_error());
+  sloth_clear_error();
+  sloth_tensor *gx = NULL;
+  lrc = sloth_grad(sloth_nll_loss(sloth_log_softmax(xl, 1), bl), &xl, 1, &gx);
+  float gv[24];
+  lrc = lrc == SLOTH_OK ? sloth_to_host(gx, gv, sizeof gv) : lrc;
+  ok(lrc == SLOTH_E_INVALID && strstr(sloth_last_error(), "out of range"), "its gradient fails at the read: %s",
+     sloth_last_error());
+  sloth_clear_error();
   /* the runtime works afterwards */
   float out = NAN;
   sloth_tensor *s = sloth_sum(sloth_softmax(x, 1), NULL, 0, 0);
