@@ -1060,8 +1060,9 @@ static bool reads_by_coords(const cg *c, const sloth__node *n, bool *seen) {
 }
 
 /* The chunked loop's coordinates: variables i0.. set from `start` once and
- * stepped like an odometer at the end of every iteration, so views read
- * without dividing the linear position on every element. */
+ * stepped like an odometer, a row at a time: the inner loop runs along the
+ * last dim (t), so views read without dividing the linear position, and
+ * the compiler sees addresses affine in t. */
 static void odometer_begin(cg *c, int rank, const int64_t *shape, position *ix) {
   char *co[SLOTH_MAX_RANK];
   unravel(c, "start", rank, shape, co);
@@ -1077,20 +1078,23 @@ static void odometer_begin(cg *c, int rank, const int64_t *shape, position *ix) 
   }
 }
 
-static void odometer_step(cg *c, int rank, const int64_t *shape) {
+/* The end of a run along the last stepping dim `last`: it advances by
+ * `run`, and at the row's end wraps to 0 and carries into the dims before. */
+static void odometer_next_row(cg *c, int rank, const int64_t *shape, int last) {
   int dims[SLOTH_MAX_RANK], m = 0;
-  for (int d = 0; d < rank; d++)
+  for (int d = 0; d < last; d++)
     if (shape[d] != 1) dims[m++] = d;
-  if (!m) return;
-  sloth__str_printf(&c->body, "  ");
+  char *size = param(c, shape[last]);
+  sloth__str_printf(&c->body, "    i%d += run;\n    if (i%d == %s) {\n      i%d = 0;\n      ", last, last, size, last);
+  free(size);
   for (int j = m - 1; j > 0; j--) {
-    char *size = param(c, shape[dims[j]]);
-    sloth__str_printf(&c->body, "if (++i%d == %s) { i%d = 0; ", dims[j], size, dims[j]);
-    free(size);
+    char *sz = param(c, shape[dims[j]]);
+    sloth__str_printf(&c->body, "if (++i%d == %s) { i%d = 0; ", dims[j], sz, dims[j]);
+    free(sz);
   }
-  sloth__str_printf(&c->body, "++i%d;", dims[0]);
+  if (m) sloth__str_printf(&c->body, "++i%d;", dims[0]);
   for (int j = m - 1; j > 0; j--) sloth__str_printf(&c->body, " }");
-  sloth__str_printf(&c->body, "\n");
+  sloth__str_printf(&c->body, "\n    }\n");
 }
 
 static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
@@ -1132,14 +1136,29 @@ static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
     for (int o = 0; o < k->noutputs && !stepped; o++) stepped = reads_by_coords(c, value_of[o], seen);
     free(seen);
   }
+  int last = -1; /* the dim the inner loop runs along */
   if (stepped) {
     while (k->noutputs == 1 && iter->op == OP_RESHAPE && !sloth__graph_is_input(iter->in[0]) && c->s->mat[iter->in[0]->order] < 0)
       iter = iter->in[0];
+    for (int d = 0; d < iter->rank; d++)
+      if (iter->shape[d] != 1) last = d;
+    stepped = last >= 0;
+  }
+  const char *at = "gid"; /* the linear position of the element */
+  if (stepped) {
     value_of[0] = iter;
     index_free(&ix);
     odometer_begin(c, iter->rank, iter->shape, &ix);
-  }
-  if (chunked)
+    free(ix.c[last]);
+    ix.c[last] = fmt(c, "(i%d + t)", last);
+    char *size = param(c, iter->shape[last]);
+    sloth__str_printf(&c->body,
+                      "  for (%s gid = start; gid < end;) {\n    const %s run = min(end - gid, %s - i%d);\n"
+                      "  #pragma clang loop interleave_count(4)\n  for (%s t = 0; t < run; t++) {\n",
+                      c->idx_t, c->idx_t, size, last, c->idx_t);
+    free(size);
+    at = "gid + t";
+  } else if (chunked)
     sloth__str_printf(&c->body, "  #pragma clang loop interleave_count(4)\n  for (%s gid = start; gid < end; gid++) {\n", c->idx_t);
   /* every value first, then the stores: an output written in place over an
    * input must not be stored before another output has loaded that input */
@@ -1151,12 +1170,15 @@ static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
     c->out->args[arg].written = true;
     char val[16];
     snprintf(val, sizeof val, "v%d", vals[o]);
-    char *st = store_stmt(c, node->dtype, arg, "gid", val);
+    char *st = store_stmt(c, node->dtype, arg, at, val);
     sloth__str_printf(&c->body, "  %s\n", st ? st : "");
     free(st);
   }
   index_free(&ix);
-  if (stepped) odometer_step(c, iter->rank, iter->shape);
+  if (stepped) {
+    sloth__str_printf(&c->body, "  }\n    gid += run;\n");
+    odometer_next_row(c, iter->rank, iter->shape, last);
+  }
   if (chunked) {
     sloth__str_printf(&c->body, "  }\n");
     c->out->geom.local = 1;
