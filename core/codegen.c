@@ -896,6 +896,126 @@ static const char *init_value(sloth__opcode op, sloth_dtype dt) {
   }
 }
 
+/* The chunked loop's coordinates: variables i0.. set from `start` once and
+ * stepped like an odometer, a row at a time: the inner loop runs along the
+ * last dim (t), so views read without dividing the linear position, and
+ * the compiler sees addresses affine in t. */
+static void odometer_begin(cg *c, const char *start, int rank, const int64_t *shape, position *ix) {
+  char *co[SLOTH_MAX_RANK];
+  unravel(c, start, rank, shape, co);
+  ix->linear = false;
+  ix->rank = rank;
+  for (int d = 0; d < rank; d++) {
+    if (shape[d] == 1) ix->c[d] = xstrdup(c, "0");
+    else {
+      sloth__str_printf(&c->body, "  %s i%d = %s;\n", c->idx_t, d, co[d]);
+      ix->c[d] = fmt(c, "i%d", d);
+    }
+    free(co[d]);
+  }
+}
+
+/* The end of a run along the last stepping dim `last`: it advances by
+ * `run`, and at the row's end wraps to 0 and carries into the dims before. */
+static void odometer_next_row(cg *c, int rank, const int64_t *shape, int last) {
+  int dims[SLOTH_MAX_RANK], m = 0;
+  for (int d = 0; d < last; d++)
+    if (shape[d] != 1) dims[m++] = d;
+  char *size = param(c, shape[last]);
+  sloth__str_printf(&c->body, "    i%d += run;\n    if (i%d == %s) {\n      i%d = 0;\n      ", last, last, size, last);
+  free(size);
+  for (int j = m - 1; j > 0; j--) {
+    char *sz = param(c, shape[dims[j]]);
+    sloth__str_printf(&c->body, "if (++i%d == %s) { i%d = 0; ", dims[j], sz, dims[j]);
+    free(sz);
+  }
+  if (m) sloth__str_printf(&c->body, "++i%d;", dims[0]);
+  for (int j = m - 1; j > 0; j--) sloth__str_printf(&c->body, " }");
+  sloth__str_printf(&c->body, "\n    }\n");
+}
+
+/* A CPU reduction over axes that are not trailing (col2im's sum over
+ * kernel offsets, a batch sum): a work-item takes a chunk of outputs a row
+ * at a time (the last kept dim), initializes the row in the output buffer,
+ * and for each reduced position combines the whole row into it, so the
+ * innermost loop runs along the row with addresses affine in t (the
+ * compiler vectorizes it) instead of over a few reduced elements per
+ * output. For accumulators stored as they are (f32, f64, i32, i64). */
+static bool reduce_by_rows(const sloth__node *r, bool serial) {
+  const sloth__node *x = r->in[0];
+  uint32_t mask = r->attrs.axes_mask;
+  if (!serial || r->op == OP_ARGMAX || r->op == OP_ARGMIN || trailing_block(mask, x->rank)) return false;
+  if (r->dtype != x->dtype || x->dtype == SLOTH_F16 || x->dtype == SLOTH_U8 || x->dtype == SLOTH_BOOL) return false;
+  for (int d = x->rank - 1; d >= 0; d--)
+    if (!(mask >> d & 1)) return x->shape[d] > 1; /* the last kept dim: the row */
+  return false;
+}
+
+static void gen_reduce_rows(cg *c, int out_slot, const sloth__node *r, int64_t outer, int64_t inner, int64_t chunk) {
+  const sloth__node *x = r->in[0];
+  uint32_t mask = r->attrs.axes_mask;
+  int64_t kept_shape[SLOTH_MAX_RANK], red_shape[SLOTH_MAX_RANK];
+  int nkept = 0, nred = 0;
+  for (int d = 0; d < x->rank; d++) {
+    if (mask >> d & 1) red_shape[nred++] = x->shape[d];
+    else kept_shape[nkept++] = x->shape[d];
+  }
+  int out = add_arg(c, ARG_MAT, out_slot, r->dtype);
+  c->out->args[out].written = true;
+  char *pc = param(c, chunk), *pouter = param(c, outer);
+  sloth__str_printf(&c->body, "  const %s first = (%s)%s * %s, last = min(first + %s, %s);\n", c->idx_t, c->idx_t,
+                    c->d->global_id, pc, pc, pouter);
+  free(pc), free(pouter);
+  position kept = {0};
+  odometer_begin(c, "first", nkept, kept_shape, &kept);
+  int row = nkept - 1;
+  free(kept.c[row]);
+  kept.c[row] = fmt(c, "(i%d + t)", row);
+  char *rowlen = param(c, kept_shape[row]);
+  sloth__str_printf(&c->body,
+                    "  for (%s o = first; o < last;) {\n    const %s run = min(last - o, %s - i%d);\n"
+                    "    for (%s t = 0; t < run; t++) a%d[o + t] = %s;\n",
+                    c->idx_t, c->idx_t, rowlen, row, c->idx_t, out, init_value(r->op, x->dtype));
+  free(rowlen);
+  char *red[SLOTH_MAX_RANK] = {0};
+  int loops = 0;
+  for (int b = 0; b < nred; b++) {
+    if (red_shape[b] == 1) {
+      red[b] = xstrdup(c, "0");
+      continue;
+    }
+    char *size = param(c, red_shape[b]);
+    sloth__str_printf(&c->body, "    for (%s r%d = 0; r%d < %s; r%d++) {\n", c->idx_t, b, b, size, b);
+    free(size);
+    red[b] = fmt(c, "r%d", b);
+    loops++;
+  }
+  sloth__str_printf(&c->body, "  #pragma clang loop interleave_count(4)\n    for (%s t = 0; t < run; t++) {\n", c->idx_t);
+  position ix = {.rank = x->rank};
+  for (int d = 0, a = 0, b = 0; d < x->rank; d++) ix.c[d] = (mask >> d & 1) ? red[b++] : xstrdup(c, kept.c[a++]);
+  int memo_mark = c->nmemos; /* values inside the loop are not reused outside it */
+  int v = emit(c, x, &ix);
+  for (int i = memo_mark; i < c->nmemos; i++) free(c->memos[i].key);
+  c->nmemos = memo_mark;
+  char *acc = fmt(c, "a%d[o + t]", out), *val = fmt(c, "v%d", v);
+  char *code = op_code(c, &sloth__ops[r->op], x->dtype);
+  char *e = code && acc && val ? combine(c, code, acc, val) : NULL;
+  sloth__str_printf(&c->body, "    %s = %s;\n    }\n", acc ? acc : "", e ? e : "0");
+  for (int l = 0; l < loops; l++) sloth__str_printf(&c->body, "    }\n");
+  if (r->op == OP_MEAN) {
+    char *pinner = param(c, inner);
+    sloth__str_printf(&c->body, "    for (%s t = 0; t < run; t++) a%d[o + t] /= (%s)%s;\n", c->idx_t, out,
+                      ctype(c, x->dtype), pinner);
+    free(pinner);
+  }
+  sloth__str_printf(&c->body, "    o += run;\n");
+  odometer_next_row(c, nkept, kept_shape, row);
+  sloth__str_printf(&c->body, "  }\n");
+  free(acc), free(val), free(code), free(e);
+  index_free(&ix);
+  index_free(&kept);
+}
+
 static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   const sloth__node *x = r->in[0];
   uint32_t mask = r->attrs.axes_mask;
@@ -923,6 +1043,16 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
     int64_t cu = sloth__rt.info.compute_units > 0 ? sloth__rt.info.compute_units : 1;
     chunk = (outer + 8 * cu - 1) / (8 * cu);
     if (chunk < 1) chunk = 1;
+  }
+  if (reduce_by_rows(r, serial)) {
+    gen_reduce_rows(c, out_slot, r, outer, inner, chunk);
+    free(pinner);
+    c->out->geom.local = 1;
+    c->out->geom.global = (size_t)((outer + chunk - 1) / chunk);
+    c->out->geom.local_mem = sizeof(double) * 2; /* the scratch argument, unused */
+    return SLOTH_OK;
+  }
+  if (serial) {
     char *pc = param(c, chunk), *pouter = param(c, outer);
     sloth__str_printf(&c->body,
                       "  const %s lid = 0, lsz = 1;\n  const %s first = (%s)%s * %s, last = min(first + %s, %s);\n"
@@ -1059,44 +1189,6 @@ static bool reads_by_coords(const cg *c, const sloth__node *n, bool *seen) {
   return false;
 }
 
-/* The chunked loop's coordinates: variables i0.. set from `start` once and
- * stepped like an odometer, a row at a time: the inner loop runs along the
- * last dim (t), so views read without dividing the linear position, and
- * the compiler sees addresses affine in t. */
-static void odometer_begin(cg *c, int rank, const int64_t *shape, position *ix) {
-  char *co[SLOTH_MAX_RANK];
-  unravel(c, "start", rank, shape, co);
-  ix->linear = false;
-  ix->rank = rank;
-  for (int d = 0; d < rank; d++) {
-    if (shape[d] == 1) ix->c[d] = xstrdup(c, "0");
-    else {
-      sloth__str_printf(&c->body, "  %s i%d = %s;\n", c->idx_t, d, co[d]);
-      ix->c[d] = fmt(c, "i%d", d);
-    }
-    free(co[d]);
-  }
-}
-
-/* The end of a run along the last stepping dim `last`: it advances by
- * `run`, and at the row's end wraps to 0 and carries into the dims before. */
-static void odometer_next_row(cg *c, int rank, const int64_t *shape, int last) {
-  int dims[SLOTH_MAX_RANK], m = 0;
-  for (int d = 0; d < last; d++)
-    if (shape[d] != 1) dims[m++] = d;
-  char *size = param(c, shape[last]);
-  sloth__str_printf(&c->body, "    i%d += run;\n    if (i%d == %s) {\n      i%d = 0;\n      ", last, last, size, last);
-  free(size);
-  for (int j = m - 1; j > 0; j--) {
-    char *sz = param(c, shape[dims[j]]);
-    sloth__str_printf(&c->body, "if (++i%d == %s) { i%d = 0; ", dims[j], sz, dims[j]);
-    free(sz);
-  }
-  if (m) sloth__str_printf(&c->body, "++i%d;", dims[0]);
-  for (int j = m - 1; j > 0; j--) sloth__str_printf(&c->body, " }");
-  sloth__str_printf(&c->body, "\n    }\n");
-}
-
 static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
   const sloth__node *first = c->g->order[k->outputs[0]];
   int64_t n = sloth__numel(first->rank, first->shape);
@@ -1148,7 +1240,7 @@ static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
   if (stepped) {
     value_of[0] = iter;
     index_free(&ix);
-    odometer_begin(c, iter->rank, iter->shape, &ix);
+    odometer_begin(c, "start", iter->rank, iter->shape, &ix);
     free(ix.c[last]);
     ix.c[last] = fmt(c, "(i%d + t)", last);
     char *size = param(c, iter->shape[last]);
