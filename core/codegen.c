@@ -1329,6 +1329,69 @@ static void gen_scan(cg *c, const sloth__node *r) {
   set_1d_geometry(c, lines);
 }
 
+/* argsort: one work-item per line. The line's output holds positions
+ * 0..n-1, heap-sorted in place (O(n log n), no scratch) by the keys, which
+ * are read from a buffer (the schedule materializes the operand). The
+ * order is total, so every backend gives the same result: by value, NaN
+ * after every number (first when descending), ties by position. */
+static void gen_sort(cg *c, const sloth__node *r) {
+  const sloth__node *x = r->in[0];
+  int a = r->attrs.axis;
+  int64_t len = x->shape[a], lines = len ? sloth__numel(x->rank, x->shape) / len : 0, stride = 1;
+  for (int d = a + 1; d < x->rank; d++) stride *= x->shape[d];
+  int64_t kept_shape[SLOTH_MAX_RANK];
+  int nkept = 0;
+  for (int d = 0; d < x->rank; d++)
+    if (d != a) kept_shape[nkept++] = x->shape[d];
+  int key = sloth__graph_is_input(x) ? add_arg(c, ARG_INPUT, -x->order - 1, x->dtype)
+                                     : add_arg(c, ARG_MAT, c->s->mat[x->order], x->dtype);
+  int out = output_arg(c, r);
+  char *plines = param(c, lines), *plen = param(c, len), *pst = param(c, stride);
+  char *kept[SLOTH_MAX_RANK] = {0};
+  sloth__str_printf(&c->body, "  const %s o = (%s)%s;\n  if (o >= %s) return;\n", c->idx_t, c->idx_t, c->d->global_id, plines);
+  unravel(c, "o", nkept, kept_shape, kept);
+  position at = {.rank = x->rank};
+  for (int d = 0, j = 0; d < x->rank; d++) at.c[d] = d == a ? xstrdup(c, "0") : kept[j++];
+  char *base = ravel(c, x->rank, x->shape, at.c);
+  char *kexpr = load_expr(c, x->dtype, key, "base + (J) * st");
+  const char *kt = ctype(c, x->dtype);
+  sloth__str_printf(&c->body, "  const %s base = %s, st = %s, n = %s;\n", c->idx_t, base ? base : "0", pst, plen);
+  sloth__str_printf(&c->body, "#define SL_KEY(J) ((%s)(%s))\n#define SL_OUT(J) a%d[base + (J) * st]\n", kt,
+                    kexpr ? kexpr : "0", out);
+  /* SL_BEFORE(p, q): position p goes before position q */
+  const bool desc = r->attrs.descending != 0;
+  if (sloth__is_float(x->dtype))
+    sloth__str_printf(&c->body,
+                      "#define SL_BEFORE(P, Q) sl_sort_before(SL_KEY(P), SL_KEY(Q), (P) < (Q))\n"
+                      "#define sl_sort_before(A, B, I) (isnan(A) != isnan(B) ? %s : (A) %s (B) || (((A) == (B) || isnan(A)) && (I)))\n",
+                      desc ? "(bool)isnan(A)" : "(bool)isnan(B)", desc ? ">" : "<");
+  else
+    sloth__str_printf(&c->body, "#define SL_BEFORE(P, Q) (SL_KEY(P) %s SL_KEY(Q) || (SL_KEY(P) == SL_KEY(Q) && (P) < (Q)))\n",
+                      desc ? ">" : "<");
+  /* a max-heap in the "goes before" order: the root goes last */
+  sloth__str_printf(&c->body,
+                    "  for (%s i = 0; i < n; i++) SL_OUT(i) = (int)i;\n"
+                    "  for (%s pass = 0; pass < 2; pass++) {\n"
+                    "    for (%s k = pass ? n - 1 : n / 2 - 1; k >= (pass ? 1 : 0); k--) {\n"
+                    "      %s root = pass ? 0 : k, end = pass ? k : n;\n"
+                    "      if (pass) { const int top = SL_OUT(0); SL_OUT(0) = SL_OUT(k); SL_OUT(k) = top; }\n"
+                    "      for (;;) {\n"
+                    "        %s child = 2 * root + 1;\n"
+                    "        if (child >= end) break;\n"
+                    "        int ci = SL_OUT(child);\n"
+                    "        if (child + 1 < end) { const int cj = SL_OUT(child + 1); if (SL_BEFORE(ci, cj)) { child++; ci = cj; } }\n"
+                    "        const int ri = SL_OUT(root);\n"
+                    "        if (!SL_BEFORE(ri, ci)) break;\n"
+                    "        SL_OUT(root) = ci;\n        SL_OUT(child) = ri;\n        root = child;\n"
+                    "      }\n    }\n  }\n"
+                    "#undef SL_BEFORE\n#undef SL_KEY\n#undef SL_OUT\n",
+                    c->idx_t, c->idx_t, c->idx_t, c->idx_t, c->idx_t);
+  if (sloth__is_float(x->dtype)) sloth__str_printf(&c->body, "#undef sl_sort_before\n");
+  free(plines), free(plen), free(pst), free(base), free(kexpr);
+  index_free(&at);
+  set_1d_geometry(c, lines);
+}
+
 static void gen_zero(cg *c, const sloth__node *r) {
   int64_t n = sloth__numel(r->rank, r->shape);
   char *pn = param(c, n);
@@ -1410,6 +1473,9 @@ int sloth__codegen_dialect(const sloth__graph *g, const sloth__schedule *s, int 
       while ((int64_t)local < inner && local < (size_t)lanes) local *= 2;
     snprintf(out->name, sizeof out->name, "sloth_reduce");
     gen_reduce(&c, s->mat[r->order], r, local);
+  } else if (k->kind == SCHED_SORT) {
+    snprintf(out->name, sizeof out->name, "sloth_sort");
+    gen_sort(&c, g->order[k->outputs[0]]);
   } else if (k->kind == SCHED_SCAN) {
     snprintf(out->name, sizeof out->name, "sloth_scan");
     gen_scan(&c, g->order[k->outputs[0]]);

@@ -36,7 +36,7 @@ void sloth__hasher_free(sloth__hasher *h);
 /* ------------------------------------------------------------------ op table */
 
 typedef enum sloth__op_kind {
-  KIND_LEAF, KIND_UNARY, KIND_BINARY, KIND_TERNARY, KIND_VIEW, KIND_REDUCE, KIND_SCAN, KIND_SCATTER, KIND_GEMM
+  KIND_LEAF, KIND_UNARY, KIND_BINARY, KIND_TERNARY, KIND_VIEW, KIND_REDUCE, KIND_SCAN, KIND_SCATTER, KIND_GEMM, KIND_SORT
 } sloth__op_kind;
 typedef enum sloth__dtype_rule { RULE_SAME, RULE_FLOAT, RULE_BOOL, RULE_LOGIC } sloth__dtype_rule;
 
@@ -93,6 +93,7 @@ typedef struct sloth__attrs {
   uint32_t axes_mask;           /* REDUCE: bit d set = input axis d reduced */
   int32_t cast_to;              /* CAST */
   int32_t dist;                 /* RAND: SLOTH__RAND_UNIFORM or SLOTH__RAND_NORMAL */
+  int32_t descending;           /* ARGSORT */
   int64_t start, step;          /* SLICE; AS_STRIDED: start is the offset */
   int64_t v[2 * SLOTH_MAX_RANK]; /* PAD: pads before (0..r-1), after (r..2r-1); AS_STRIDED: strides */
   /* sizes, strides, offsets and pads reach kernels as params, never as source */

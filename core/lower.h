@@ -26,6 +26,7 @@ typedef enum sloth__sched_kind {
   SCHED_SCAN,    /* cumulative sums along an axis */
   SCHED_ZERO,    /* fills a scatter's output with zeros, before SCHED_SCATTER */
   SCHED_SCATTER, /* atomic adds at data-dependent positions */
+  SCHED_SORT,    /* argsort along an axis, one work-item per line */
   SCHED_GEMM     /* a library call, not generated code */
 } sloth__sched_kind;
 

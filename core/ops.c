@@ -1022,6 +1022,54 @@ sloth_tensor *sloth_cumsum(sloth_tensor *x, int axis) {
   END();
 }
 
+/* ------------------------------------------------------------------ sorting */
+
+sloth_tensor *sloth_argsort(sloth_tensor *x, int axis, int descending) {
+  BEGIN();
+  if (!sloth__tensor_ok(x)) goto out;
+  sloth__node *n = x->node;
+  int a = sloth__norm_axis(axis, n->rank, "argsort");
+  if (a < 0) goto out;
+  sloth__attrs at = {0};
+  at.axis = a;
+  at.descending = descending != 0;
+  result = finish(new_node(OP_ARGSORT, SLOTH_I32, n->rank, n->shape, 1, &n, &at), t0);
+  END();
+}
+
+/* The values of x at the first k positions of its argsort (k < 0: all),
+ * and those positions. */
+static sloth_tensor *sorted(const char *what, sloth_tensor *x, int64_t k, int axis, int descending, sloth_tensor **indices) {
+  if (indices) *indices = NULL;
+  if (!sloth__tensor_valid(x)) return NULL;
+  int a = sloth__norm_axis(axis, sloth_rank(x), what);
+  if (a < 0) return NULL;
+  if (k > sloth_dim(x, a)) {
+    sloth__fail(SLOTH_E_INVALID, "%s: k = %lld but the axis has %lld elements", what, (long long)k, (long long)sloth_dim(x, a));
+    return NULL;
+  }
+  sloth_scope_begin();
+  sloth_tensor *pos = sloth_argsort(x, a, descending);
+  if (k >= 0) pos = sloth_slice(pos, a, 0, k, 1);
+  sloth_tensor *values = sloth_keep(sloth_gather(x, a, pos));
+  if (values && indices) *indices = sloth_keep(pos);
+  sloth_scope_end();
+  return values;
+}
+
+sloth_tensor *sloth_sort(sloth_tensor *x, int axis, int descending, sloth_tensor **indices) {
+  return sorted("sort", x, -1, axis, descending, indices);
+}
+
+sloth_tensor *sloth_topk(sloth_tensor *x, int64_t k, int axis, int largest, sloth_tensor **indices) {
+  if (k < 0) {
+    if (indices) *indices = NULL;
+    sloth__fail(SLOTH_E_INVALID, "topk: k = %lld must be >= 0", (long long)k);
+    return NULL;
+  }
+  return sorted("topk", x, k, axis, largest, indices);
+}
+
 /* ------------------------------------------------------------------ reductions */
 
 static sloth_tensor *reduce(sloth__opcode op, sloth_tensor *x, const int *axes, int naxes, int keepdim) {

@@ -90,6 +90,7 @@ static sloth__sched_kind sched_kind(const sloth__node *x) {
   case KIND_REDUCE: return SCHED_REDUCE;
   case KIND_SCAN: return SCHED_SCAN;
   case KIND_SCATTER: return SCHED_SCATTER;
+  case KIND_SORT: return SCHED_SORT;
   case KIND_GEMM: return SCHED_GEMM;
   default: return SCHED_ELEMENTWISE;
   }
@@ -222,7 +223,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     sloth__node *x = g->order[i];
     sloth__op_kind kind = sloth__ops[x->op].kind;
     bool own = is_root[i] || kind == KIND_REDUCE || kind == KIND_SCAN || kind == KIND_SCATTER || kind == KIND_GEMM ||
-               kernel_of[i] == -1;
+               kind == KIND_SORT || kernel_of[i] == -1;
     if (own) {
       kernel_of[i] = ngroups++;
       s->mat[i] = 0; /* numbered below */
@@ -236,6 +237,8 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     }
     if (kind == KIND_GEMM)
       for (int j = 0; j < x->nin; j++) materialize_gemm_operand(x->in[j], copied, kernel_of);
+    /* a sort reads its keys O(n log n) times: from a buffer, not recomputed */
+    if (kind == KIND_SORT && !sloth__graph_is_input(x->in[0])) kernel_of[x->in[0]->order] = -1;
   }
 
   /* Groups in execution order: a group runs after the groups it reads from.

@@ -221,6 +221,20 @@ sloth_tensor *sloth_prod(sloth_tensor *x, const int *axes, int naxes, int keepdi
 sloth_tensor *sloth_argmax(sloth_tensor *x, int axis, int keepdim);
 sloth_tensor *sloth_argmin(sloth_tensor *x, int axis, int keepdim);
 
+/* Sorting along one axis. argsort gives the SLOTH_I32 positions that sort
+ * each line: ascending (descending != 0: descending) by value, NaN after
+ * every number (before, descending), equal values in position order, so the
+ * result is the same on every backend. sort gives the sorted values and,
+ * where indices is not NULL, the positions (a new reference). topk gives the
+ * k largest (largest != 0) or smallest along the axis, sorted that way, and
+ * their positions; 0 <= k <= the axis length. Gradients flow to x through
+ * the values (they are a gather of x at the positions). One work-item sorts
+ * a line in place (heap sort): fine on CPUs and for many short lines on
+ * GPUs, slow for a few very long lines on a GPU. */
+sloth_tensor *sloth_argsort(sloth_tensor *x, int axis, int descending);
+sloth_tensor *sloth_sort(sloth_tensor *x, int axis, int descending, sloth_tensor **indices);
+sloth_tensor *sloth_topk(sloth_tensor *x, int64_t k, int axis, int largest, sloth_tensor **indices);
+
 /* Matrix product with NumPy semantics: 1-D operands are promoted to a row
  * (left) or a column (right) and the added dimension removed; leading batch
  * dimensions broadcast. Integer operands compute in f32; f64 runs as DGEMM;

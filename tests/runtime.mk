@@ -22,3 +22,7 @@ tests_test_random_LDADD = libsloth.la -lm
 check_PROGRAMS += tests/test_indexing
 tests_test_indexing_SOURCES = tests/test_indexing.c
 tests_test_indexing_LDADD = libsloth.la -lm
+
+check_PROGRAMS += tests/test_sort
+tests_test_sort_SOURCES = tests/test_sort.c
+tests_test_sort_LDADD = libsloth.la -lm

@@ -416,6 +416,11 @@ static sloth_tensor *b_conv(sloth_tensor *const *x, const ctx *c) {
 static sloth_tensor *b_pool(sloth_tensor *const *x, const ctx *c) {
   return c->pool(x[0], c->i[0], c->i[1], c->i[2], c->i[3], c->i[4], c->i[5]);
 }
+/* sort (i[1] < 0) or topk i[1] along axis i[0], descending/largest i[2] */
+static sloth_tensor *b_sorted(sloth_tensor *const *x, const ctx *c) {
+  sloth_tensor *v = c->i[1] < 0 ? sloth_sort(x[0], c->i[0], c->i[2], NULL) : sloth_topk(x[0], c->i[1], c->i[0], c->i[2], NULL);
+  return sloth_mul(v, sloth_sin(v));
+}
 static sloth_tensor *b_adaptive(sloth_tensor *const *x, const ctx *c) { return sloth_adaptive_avg_pool2d(x[0], c->i[0], c->i[1]); }
 static sloth_tensor *b_softmax(sloth_tensor *const *x, const ctx *c) {
   return c->variant ? sloth_log_softmax(x[0], c->i[0]) : sloth_softmax(x[0], c->i[0]);
@@ -912,6 +917,15 @@ static void nn_ops(void) {
     GC("adaptive_avg_pool2d -> (1,1)", b_adaptive, &c5, U(R_(4, 2, 2, 3, 3), -1, 1));
     ctx c6 = {.i = {2, 3}};
     GC("adaptive_avg_pool2d [1,2,5,7] -> (2,3) (windows of different sizes)", b_adaptive, &c6, U(R_(4, 1, 2, 5, 7), -1, 1));
+  }
+  /* sorting: values are a gather at the sorted positions (distinct values) */
+  {
+    ctx c = {.i = {1, -1, 0}};
+    GC("sort [3,5] along axis 1", b_sorted, &c, DISTINCT(R_(2, 3, 5), 0.1));
+    ctx c1 = {.i = {0, -1, 1}};
+    GC("sort [4,3] along axis 0, descending", b_sorted, &c1, DISTINCT(R_(2, 4, 3), 0.1));
+    ctx c2 = {.i = {-1, 2, 1}};
+    GC("topk 2 of [3,6], largest", b_sorted, &c2, DISTINCT(R_(2, 3, 6), 0.1));
   }
   /* softmax */
   {

@@ -269,6 +269,10 @@ static int workload(int all) {
     sloth_mse_loss(x, sloth_neg(x));
     sloth_binary_cross_entropy_with_logits(x, sloth_cast(sloth_gt(x, sloth_zeros(SLOTH_F32, 0, NULL)), SLOTH_F32));
     sloth_matmul(sloth_relu(x), sloth_transpose(x, 0, 1)); /* cuBLAS, but its operands are kernels */
+    sloth_tensor *order = NULL;
+    sloth_sort(x, 1, 1, &order);
+    sloth_topk(sloth_cast(x, SLOTH_I32), 2, 0, 0, NULL);
+    sloth_sort(sloth_cast(x, SLOTH_F16), 0, 0, NULL);
   }
   good &= step("nn");
   sloth_scope_end();
