@@ -934,6 +934,24 @@ static void odometer_next_row(cg *c, int rank, const int64_t *shape, int last) {
   sloth__str_printf(&c->body, "\n    }\n");
 }
 
+/* Nested loops r0, r1, ... over the reduced dims (size-1 dims get "0"):
+ * their coordinates in red[]; returns how many loops were opened. */
+static int open_reduced_loops(cg *c, int nred, const int64_t *red_shape, char **red) {
+  int loops = 0;
+  for (int b = 0; b < nred; b++) {
+    if (red_shape[b] == 1) {
+      red[b] = xstrdup(c, "0");
+      continue;
+    }
+    char *size = param(c, red_shape[b]);
+    sloth__str_printf(&c->body, "    for (%s r%d = 0; r%d < %s; r%d++) {\n", c->idx_t, b, b, size, b);
+    free(size);
+    red[b] = fmt(c, "r%d", b);
+    loops++;
+  }
+  return loops;
+}
+
 /* A CPU reduction over axes that are not trailing (col2im's sum over
  * kernel offsets, a batch sum): a work-item takes a chunk of outputs a row
  * at a time (the last kept dim), initializes the row in the output buffer,
@@ -978,18 +996,7 @@ static void gen_reduce_rows(cg *c, int out_slot, const sloth__node *r, int64_t o
                     c->idx_t, c->idx_t, rowlen, row, c->idx_t, out, init_value(r->op, x->dtype));
   free(rowlen);
   char *red[SLOTH_MAX_RANK] = {0};
-  int loops = 0;
-  for (int b = 0; b < nred; b++) {
-    if (red_shape[b] == 1) {
-      red[b] = xstrdup(c, "0");
-      continue;
-    }
-    char *size = param(c, red_shape[b]);
-    sloth__str_printf(&c->body, "    for (%s r%d = 0; r%d < %s; r%d++) {\n", c->idx_t, b, b, size, b);
-    free(size);
-    red[b] = fmt(c, "r%d", b);
-    loops++;
-  }
+  int loops = open_reduced_loops(c, nred, red_shape, red);
   sloth__str_printf(&c->body, "  #pragma clang loop interleave_count(4)\n    for (%s t = 0; t < run; t++) {\n", c->idx_t);
   position ix = {.rank = x->rank};
   for (int d = 0, a = 0, b = 0; d < x->rank; d++) ix.c[d] = (mask >> d & 1) ? red[b++] : xstrdup(c, kept.c[a++]);
@@ -1014,6 +1021,23 @@ static void gen_reduce_rows(cg *c, int out_slot, const sloth__node *r, int64_t o
   free(acc), free(val), free(code), free(e);
   index_free(&ix);
   index_free(&kept);
+}
+
+/* Stores output o of a reduction: the accumulated value `acc` (divided by
+ * the count for mean), or for argmax/argmin the position `best` (0 when
+ * there was none), under `guard`. */
+static void store_reduced(cg *c, const sloth__node *r, int out_slot, const char *guard, const char *acc, const char *best,
+                          const char *acc_t, const char *pinner) {
+  int out_arg = add_arg(c, ARG_MAT, out_slot, r->dtype);
+  c->out->args[out_arg].written = true;
+  if (r->op == OP_ARGMAX || r->op == OP_ARGMIN) {
+    sloth__str_printf(&c->body, "  %sa%d[o] = %s < 0 ? 0 : %s;\n", guard, out_arg, best, best);
+    return;
+  }
+  char *val = r->op == OP_MEAN ? fmt(c, "%s / (%s)%s", acc, acc_t, pinner) : xstrdup(c, acc);
+  char *st = store_stmt(c, r->dtype, out_arg, "o", val ? val : "0");
+  sloth__str_printf(&c->body, "  %s%s\n", guard, st ? st : "");
+  free(val), free(st);
 }
 
 static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
@@ -1078,17 +1102,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
     unravel(c, "o", nkept, kept_shape, kept);
     if (local == 1) {
       if (arg) sloth__str_printf(&c->body, "  %s k = 0;\n", c->idx_t); /* argmax's position */
-      for (int b = 0; b < nred; b++) {
-        if (red_shape[b] == 1) {
-          red[b] = xstrdup(c, "0");
-          continue;
-        }
-        char *size = param(c, red_shape[b]);
-        sloth__str_printf(&c->body, "  for (%s r%d = 0; r%d < %s; r%d++) {\n", c->idx_t, b, b, size, b);
-        free(size);
-        red[b] = fmt(c, "r%d", b);
-        loops++;
-      }
+      loops = open_reduced_loops(c, nred, red_shape, red);
       if (!loops) sloth__str_printf(&c->body, "  {\n"), loops = 1;
     } else {
       sloth__str_printf(&c->body, "  for (%s k = lid; k < %s; k += lsz) {\n", c->idx_t, pinner);
@@ -1118,15 +1132,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   if (arg && local == 1 && !trailing_block(mask, x->rank)) /* k counts the nested loops' elements */ sloth__str_printf(&c->body, "    k++;\n");
   for (int l = 0; l < loops; l++) sloth__str_printf(&c->body, "  }\n");
   if (serial) {
-    int out_arg = add_arg(c, ARG_MAT, out_slot, r->dtype);
-    c->out->args[out_arg].written = true;
-    if (arg) sloth__str_printf(&c->body, "  a%d[o] = best < 0 ? 0 : best;\n", out_arg);
-    else {
-      char *val = r->op == OP_MEAN ? fmt(c, "acc / (%s)%s", acc_t, pinner) : xstrdup(c, "acc");
-      char *st = store_stmt(c, r->dtype, out_arg, "o", val ? val : "0");
-      sloth__str_printf(&c->body, "  %s\n", st ? st : "");
-      free(val), free(st);
-    }
+    store_reduced(c, r, out_slot, "", "acc", "best", acc_t, pinner);
     sloth__str_printf(&c->body, "  }\n");
     free(code);
     free(pinner);
@@ -1157,15 +1163,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
     free(e);
   }
   sloth__str_printf(&c->body, "    }\n    %s;\n  }\n", c->d->barrier);
-  int out_arg = add_arg(c, ARG_MAT, out_slot, r->dtype);
-  c->out->args[out_arg].written = true;
-  if (arg) sloth__str_printf(&c->body, "  if (lid == 0) a%d[o] = si[0] < 0 ? 0 : si[0];\n", out_arg);
-  else {
-    char *val = r->op == OP_MEAN ? fmt(c, "sv[0] / (%s)%s", acc_t, pinner) : xstrdup(c, "sv[0]");
-    char *st = store_stmt(c, r->dtype, out_arg, "o", val ? val : "0");
-    sloth__str_printf(&c->body, "  if (lid == 0) %s\n", st ? st : "");
-    free(val), free(st);
-  }
+  store_reduced(c, r, out_slot, "if (lid == 0) ", "sv[0]", "si[0]", acc_t, pinner);
   free(code);
   free(pinner);
   c->out->geom.local = local;
