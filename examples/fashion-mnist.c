@@ -59,7 +59,7 @@ static void usage(FILE *out, const char *prog) {
           "                      Dropout(0.25) Flatten Linear(C2*144,H) ReLU Dropout(0.5)\n"
           "                      Linear(H,10): the net of PyTorch's lazy tensor tutorial,\n"
           "                      narrowed by default to C1=16, C2=32: the tutorial's 32,64\n"
-          "                      (--channels 32,64) doubles the step time, about 0.5 s per\n"
+          "                      (--channels 32,64) doubles the step time, about 0.11 s per\n"
           "                      batch of 64 on a 2-core CPU with POCL\n"
           "  --channels C1,C2    cnn channel counts (default 16,32)\n"
           "  --hidden H          cnn hidden units (default 128)\n"
