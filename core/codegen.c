@@ -952,21 +952,22 @@ static int open_reduced_loops(cg *c, int nred, const int64_t *red_shape, char **
   return loops;
 }
 
-/* A CPU reduction over axes that are not trailing (col2im's sum over
- * kernel offsets, a batch sum): a work-item takes a chunk of outputs a row
- * at a time (the last kept dim), initializes the row in the output buffer,
- * and for each reduced position combines the whole row into it, so the
- * innermost loop runs along the row with addresses affine in t (the
- * compiler vectorizes it) instead of over a few reduced elements per
- * output. For accumulators stored as they are (f32, f64, i32, i64). */
+/* A CPU reduction over axes that are not trailing, whose operand's last
+ * dim is kept (col2im's sum over kernel offsets, a batch sum): a work-item
+ * takes a chunk of outputs a row at a time (that last dim), initializes the
+ * row in the output buffer, and for each reduced position combines the
+ * whole row into it, so the innermost loop runs along the row with
+ * addresses affine in t (the compiler vectorizes it) instead of over a few
+ * reduced elements per output. For accumulators stored as they are (f32,
+ * f64, i32, i64). */
 static bool reduce_by_rows(const sloth__node *r, bool serial) {
   const sloth__node *x = r->in[0];
   uint32_t mask = r->attrs.axes_mask;
   if (!serial || r->op == OP_ARGMAX || r->op == OP_ARGMIN || trailing_block(mask, x->rank)) return false;
   if (r->dtype != x->dtype || x->dtype == SLOTH_F16 || x->dtype == SLOTH_U8 || x->dtype == SLOTH_BOOL) return false;
-  for (int d = x->rank - 1; d >= 0; d--)
-    if (!(mask >> d & 1)) return x->shape[d] > 1; /* the last kept dim: the row */
-  return false;
+  /* the row is the operand's last dim: kept, so the inner loop reads along
+   * it (a reduced last dim is better read by the nested loops instead) */
+  return !(mask >> (x->rank - 1) & 1) && x->shape[x->rank - 1] > 1;
 }
 
 static void gen_reduce_rows(cg *c, int out_slot, const sloth__node *r, int64_t outer, int64_t inner, int64_t chunk) {

@@ -320,7 +320,26 @@ int grad_scatter_add(sloth__grad_args *a) { return give(a, 1, sloth_gather(G, a-
 /* ------------------------------------------------------------------ matrix products */
 
 /* operands share their batch dimensions (ops.c broadcasts them first) */
+static sloth_tensor *T(sloth_tensor *t) { return sloth_transpose(t, -1, -2); }
+
+/* Does n swap its operand's last two dims (and nothing else)? */
+static bool is_transpose(const sloth__node *n) {
+  if (n->op != OP_PERMUTE || n->rank < 2) return false;
+  for (int d = 0; d < n->rank - 2; d++)
+    if (n->attrs.perm[d] != d) return false;
+  return n->attrs.perm[n->rank - 2] == n->rank - 1 && n->attrs.perm[n->rank - 1] == n->rank - 2;
+}
+
+/* dX = G Y^T, dY = X^T G. For an operand that is a transpose (a linear
+ * layer's x W^T), the gradient is computed as the transpose of a GEMM,
+ * (Y G^T)^T or (G^T X)^T: the GEMM then writes it in the layout of the
+ * tensor under the transpose (W's), and the update reads it contiguously
+ * instead of through a strided gather. */
 int grad_matmul(sloth__grad_args *a) {
-  int rc = give(a, 0, a->need[0] ? sloth_matmul(G, sloth_transpose(Y, -1, -2)) : NULL);
-  return rc ? rc : give(a, 1, a->need[1] ? sloth_matmul(sloth_transpose(X, -1, -2), G) : NULL);
+  const sloth__node *n = a->node;
+  sloth_tensor *gx = NULL, *gy = NULL;
+  if (a->need[0]) gx = is_transpose(n->in[0]) ? T(sloth_matmul(Y, T(G))) : sloth_matmul(G, T(Y));
+  if (a->need[1]) gy = is_transpose(n->in[1]) ? T(sloth_matmul(T(G), X)) : sloth_matmul(T(X), G);
+  int rc = give(a, 0, gx);
+  return rc ? rc : give(a, 1, gy);
 }
