@@ -467,9 +467,27 @@ static char *combine(cg *c, const char *code, const char *acc, const char *val) 
   return s.p;
 }
 
-/* Padding: the operand is read at coordinates clamped into range, so every
- * load is in bounds, and the pad value is selected where the output
- * coordinate falls outside. Only padded dimensions are checked. */
+/* n's value at ix: `operand` at `sub` where `cond` holds, else `fallback`.
+ * The operand is evaluated inside a branch, so its loads need no clamping
+ * into bounds: on a CPU they become masked loads at addresses affine in the
+ * loop index, where clamped addresses made gathers (col2im 2x faster). */
+static int guarded(cg *c, const sloth__node *n, const position *ix, const char *cond, const sloth__node *operand,
+                   const position *sub, const char *fallback) {
+  const char *t = ctype(c, n->dtype);
+  int r = c->nvars++;
+  sloth__str_printf(&c->body, "  %s v%d = (%s)(%s);\n  if (%s) {\n", t, r, t, fallback, cond);
+  int memo_mark = c->nmemos; /* values inside the branch are not seen outside it */
+  int v = emit(c, operand, sub);
+  for (int i = memo_mark; i < c->nmemos; i++) free(c->memos[i].key);
+  c->nmemos = memo_mark;
+  sloth__str_printf(&c->body, "  v%d = v%d;\n  }\n", r, v);
+  remember(c, n, ix, r);
+  return r;
+}
+
+/* Padding: the operand is read only where the output coordinate falls
+ * inside it (guarded), the pad value elsewhere. Only padded dimensions are
+ * checked. */
 static int emit_pad(cg *c, const sloth__node *n, const position *ix) {
   const sloth__node *in = n->in[0];
   int r = n->rank;
@@ -486,14 +504,13 @@ static int emit_pad(cg *c, const sloth__node *n, const position *ix) {
     char *before = param(c, n->attrs.v[d]), *size = param(c, in->shape[d]);
     char *i = fmt(c, "(%s - %s)", co[d], before);
     sloth__str_printf(&valid, " && %s >= 0 && %s < %s", i, i, size);
-    sub.c[d] = fmt(c, "max(min(%s, %s - 1), (%s)0)", i, size, c->idx_t); /* (long, int) is ambiguous in CUDA */
-    free(before), free(size), free(i), free(co[d]);
+    sub.c[d] = i;
+    free(before), free(size), free(co[d]);
   }
-  int v = emit(c, in, &sub);
   int pv = emit(c, n->in[1], ix);
-  char *e = fmt(c, "(%s) ? v%d : v%d", valid.p ? valid.p : "1", v, pv);
-  int r_var = new_var(c, n, ix, e);
-  free(e);
+  char *fallback = fmt(c, "v%d", pv);
+  int r_var = guarded(c, n, ix, valid.p ? valid.p : "1", in, &sub, fallback ? fallback : "0");
+  free(fallback);
   sloth__str_free(&valid);
   index_free(&sub);
   return r_var;
@@ -620,18 +637,7 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
   for (int d = 0; d < g->rank; d++)
     if (!sub.c[d]) sub.c[d] = xstrdup(c, "0"); /* size-1 dims */
   for (int d = 0; d < n->rank; d++) free(co[d]);
-  /* g is evaluated only where the position is valid, so its loads need no
-   * clamping: on a CPU they become masked loads at addresses affine in the
-   * loop index, where clamped ones were gathers (col2im 2x faster) */
-  const char *t = ctype(c, n->dtype);
-  int r = c->nvars++;
-  sloth__str_printf(&c->body, "  %s v%d = (%s)0;\n  if (%s) {\n", t, r, t, valid.p ? valid.p : "1");
-  int memo_mark = c->nmemos; /* values inside the branch are not seen outside it */
-  int v = emit(c, g, &sub);
-  for (int i = memo_mark; i < c->nmemos; i++) free(c->memos[i].key);
-  c->nmemos = memo_mark;
-  sloth__str_printf(&c->body, "  v%d = v%d;\n  }\n", r, v);
-  remember(c, n, ix, r);
+  int r = guarded(c, n, ix, valid.p ? valid.p : "1", g, &sub, "0");
   sloth__str_free(&valid);
   index_free(&sub);
   return r;
