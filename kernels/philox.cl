@@ -23,19 +23,23 @@ typedef struct sl_philox4 {
   sl_u32 v[4];
 } sl_philox4;
 
-static inline sl_philox4 sl_philox(sl_u32 c0, sl_u32 c1, sl_u32 c2, sl_u32 c3, sl_u32 k0, sl_u32 k1) {
-  const sl_u32 M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-  for (int r = 0; r < 10; r++) {
-    sl_u32 h0 = sl_mulhi(M0, c0), l0 = M0 * c0;
-    sl_u32 h1 = sl_mulhi(M1, c2), l1 = M1 * c2;
-    sl_u32 n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
-    c0 = n0;
-    c1 = l1;
-    c2 = n2;
-    c3 = l0;
-    k0 += W0;
-    k1 += W1;
+/* one round and its key bump, written out ten times below: with a loop
+ * over the rounds POCL kept the element loop around it scalar */
+#define SL_PHILOX_ROUND                                                 \
+  {                                                                     \
+    const sl_u32 h0 = sl_mulhi(0xD2511F53u, c0), l0 = 0xD2511F53u * c0; \
+    const sl_u32 h1 = sl_mulhi(0xCD9E8D57u, c2), l1 = 0xCD9E8D57u * c2; \
+    c0 = h1 ^ c1 ^ k0;                                                  \
+    c2 = h0 ^ c3 ^ k1;                                                  \
+    c1 = l1;                                                            \
+    c3 = l0;                                                            \
+    k0 += 0x9E3779B9u;                                                  \
+    k1 += 0xBB67AE85u;                                                  \
   }
+
+static inline sl_philox4 sl_philox(sl_u32 c0, sl_u32 c1, sl_u32 c2, sl_u32 c3, sl_u32 k0, sl_u32 k1) {
+  SL_PHILOX_ROUND SL_PHILOX_ROUND SL_PHILOX_ROUND SL_PHILOX_ROUND SL_PHILOX_ROUND
+  SL_PHILOX_ROUND SL_PHILOX_ROUND SL_PHILOX_ROUND SL_PHILOX_ROUND SL_PHILOX_ROUND
   sl_philox4 out;
   out.v[0] = c0;
   out.v[1] = c1;
@@ -49,9 +53,11 @@ static inline float sl_u32_to_unit(sl_u32 x) { return (float)(x >> 8) * (1.0f / 
 
 static inline float sl_rand_uniform(long i, int seed_lo, int seed_hi, int off) {
   sl_philox4 r = sl_philox((sl_u32)(i >> 2), (sl_u32)(i >> 34), (sl_u32)off, 0u, (sl_u32)seed_lo, (sl_u32)seed_hi);
-  /* selects rather than an indexed word, which would put r in memory */
+  /* the word by two bit tests: an indexed word would put r in memory, and
+   * a chain of w == k tests kept POCL from vectorizing the element loop */
   const int w = (int)(i & 3);
-  return sl_u32_to_unit(w == 0 ? r.v[0] : w == 1 ? r.v[1] : w == 2 ? r.v[2] : r.v[3]);
+  const sl_u32 lo = (w & 1) ? r.v[1] : r.v[0], hi = (w & 1) ? r.v[3] : r.v[2];
+  return sl_u32_to_unit((w & 2) ? hi : lo);
 }
 
 static inline float sl_rand_normal(long i, int seed_lo, int seed_hi, int off) {
