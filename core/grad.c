@@ -319,7 +319,6 @@ int grad_scatter_add(sloth__grad_args *a) { return give(a, 1, sloth_gather(G, a-
 
 /* ------------------------------------------------------------------ matrix products */
 
-/* operands share their batch dimensions (ops.c broadcasts them first) */
 static sloth_tensor *T(sloth_tensor *t) { return sloth_transpose(t, -1, -2); }
 
 /* Does n swap its operand's last two dims (and nothing else)? */
@@ -330,7 +329,8 @@ static bool is_transpose(const sloth__node *n) {
   return n->attrs.perm[n->rank - 2] == n->rank - 1 && n->attrs.perm[n->rank - 1] == n->rank - 2;
 }
 
-/* dX = G Y^T, dY = X^T G. For an operand that is a transpose (a linear
+/* dX = G Y^T, dY = X^T G (the operands share their batch dimensions:
+ * ops.c broadcasts them first). For an operand that is a transpose (a linear
  * layer's x W^T), the gradient is computed as the transpose of a GEMM,
  * (Y G^T)^T or (G^T X)^T: the GEMM then writes it in the layout of the
  * tensor under the transpose (W's), and the update reads it contiguously
