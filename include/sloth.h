@@ -269,7 +269,9 @@ sloth_tensor *sloth_dropout(sloth_tensor *x, double p, int training);
 sloth_tensor *sloth_conv2d(sloth_tensor *x, sloth_tensor *w, sloth_tensor *bias, int stride_h, int stride_w, int pad_h,
                            int pad_w, int dilation_h, int dilation_w, int groups);
 /* Pooling over NCHW windows; padding is -inf for max, 0 for avg (counted in
- * the average, like PyTorch's default count_include_pad). */
+ * the average, like PyTorch's default count_include_pad). max_pool2d's
+ * gradient is split evenly among tied maxima of a window (sloth_max's rule;
+ * PyTorch gives it all to the first). */
 sloth_tensor *sloth_max_pool2d(sloth_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h, int pad_w);
 sloth_tensor *sloth_avg_pool2d(sloth_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h, int pad_w);
 /* Output [N, C, oh, ow], any sizes: output row i averages input rows
