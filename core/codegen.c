@@ -970,6 +970,29 @@ static int open_reduced_loops(cg *c, int nred, const int64_t *red_shape, char **
   return loops;
 }
 
+/* Does the value of n, computed in this kernel, read a view by coordinates
+ * (a permute, window, pad, ...)? Reshapes and elementwise ops keep linear
+ * positions. seen: per order index, so shared operands are walked once. */
+static bool reads_by_coords(const cg *c, const sloth__node *n, bool *seen) {
+  if (sloth__graph_is_input(n) || seen[n->order]) return false;
+  if (c->s->mat[n->order] >= 0 && !is_output(c, n)) return false;
+  seen[n->order] = true;
+  /* a broadcast scalar needs no coordinates */
+  bool scalar_expand = n->op == OP_EXPAND && sloth__numel(n->in[0]->rank, n->in[0]->shape) == 1;
+  if (sloth__ops[n->op].kind == KIND_VIEW && n->op != OP_RESHAPE && !scalar_expand) return true;
+  for (int i = 0; i < n->nin; i++)
+    if (reads_by_coords(c, n->in[i], seen)) return true;
+  return false;
+}
+
+/* The same for several nodes (false when out of memory). */
+static bool any_reads_by_coords(const cg *c, const sloth__node *const *nodes, int n) {
+  bool *seen = calloc((size_t)c->g->n, 1), found = false;
+  for (int o = 0; o < n && seen && !found; o++) found = reads_by_coords(c, nodes[o], seen);
+  free(seen);
+  return found;
+}
+
 /* A CPU reduction over axes that are not trailing, whose operand's last
  * dim is kept (col2im's sum over kernel offsets, a batch sum): a work-item
  * takes a chunk of outputs a row at a time (that last dim), initializes the
@@ -1111,7 +1134,11 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   /* one work-item per output (CPUs): the reduced coordinates are counters
    * of nested loops, not divisions of k on every element */
   int loops = 0;
-  if (trailing_block(mask, x->rank)) {
+  /* a linear position suits operands read linearly; one that reads a view
+   * by coordinates (a pooling window) gets the reduced coordinates as loop
+   * counters instead of dividing k */
+  bool nested = false; /* the reduced coordinates are loop counters */
+  if (trailing_block(mask, x->rank) && !(local == 1 && any_reads_by_coords(c, &x, 1))) {
     sloth__str_printf(&c->body, "  for (%s k = lid; k < %s; k += lsz) {\n", c->idx_t, pinner);
     loops = 1;
     ix.linear = true;
@@ -1122,6 +1149,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
     if (local == 1) {
       if (arg) sloth__str_printf(&c->body, "  %s k = 0;\n", c->idx_t); /* argmax's position */
       loops = open_reduced_loops(c, nred, red_shape, red);
+      nested = true;
       if (!loops) sloth__str_printf(&c->body, "  {\n"), loops = 1;
     } else {
       sloth__str_printf(&c->body, "  for (%s k = lid; k < %s; k += lsz) {\n", c->idx_t, pinner);
@@ -1148,7 +1176,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   }
   for (int i = memo_mark; i < c->nmemos; i++) free(c->memos[i].key);
   c->nmemos = memo_mark;
-  if (arg && local == 1 && !trailing_block(mask, x->rank)) /* k counts the nested loops' elements */ sloth__str_printf(&c->body, "    k++;\n");
+  if (arg && nested) sloth__str_printf(&c->body, "    k++;\n"); /* k counts the nested loops' elements */
   for (int l = 0; l < loops; l++) sloth__str_printf(&c->body, "  }\n");
   if (serial) {
     store_reduced(c, r, out_slot, "", "acc", "best", acc_t, pinner);
@@ -1191,21 +1219,6 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   return SLOTH_OK;
 }
 
-/* Does the value of n, computed in this kernel, read a view by coordinates
- * (a permute, window, pad, ...)? Reshapes and elementwise ops keep linear
- * positions. seen: per order index, so shared operands are walked once. */
-static bool reads_by_coords(const cg *c, const sloth__node *n, bool *seen) {
-  if (sloth__graph_is_input(n) || seen[n->order]) return false;
-  if (c->s->mat[n->order] >= 0 && !is_output(c, n)) return false;
-  seen[n->order] = true;
-  /* a broadcast scalar needs no coordinates */
-  bool scalar_expand = n->op == OP_EXPAND && sloth__numel(n->in[0]->rank, n->in[0]->shape) == 1;
-  if (sloth__ops[n->op].kind == KIND_VIEW && n->op != OP_RESHAPE && !scalar_expand) return true;
-  for (int i = 0; i < n->nin; i++)
-    if (reads_by_coords(c, n->in[i], seen)) return true;
-  return false;
-}
-
 static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
   const sloth__node *first = c->g->order[k->outputs[0]];
   int64_t n = sloth__numel(first->rank, first->shape);
@@ -1239,12 +1252,7 @@ static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
   const sloth__node *value_of[k->noutputs];
   for (int o = 0; o < k->noutputs; o++) value_of[o] = c->g->order[k->outputs[o]];
   const sloth__node *iter = first;
-  bool *seen = chunked ? calloc((size_t)c->g->n, 1) : NULL;
-  bool stepped = false;
-  if (seen) {
-    for (int o = 0; o < k->noutputs && !stepped; o++) stepped = reads_by_coords(c, value_of[o], seen);
-    free(seen);
-  }
+  bool stepped = chunked && any_reads_by_coords(c, value_of, k->noutputs);
   int last = -1; /* the dim the inner loop runs along */
   if (stepped) {
     while (k->noutputs == 1 && iter->op == OP_RESHAPE && !sloth__graph_is_input(iter->in[0]) && c->s->mat[iter->in[0]->order] < 0)

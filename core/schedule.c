@@ -31,6 +31,10 @@ void sloth__schedule_free(sloth__schedule *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* kernel_of of a node computed in every kernel that reads it (see
+ * cheap_to_replicate) */
+enum { REPLICATED = -3 };
+
 static bool same_shape(const sloth__node *a, const sloth__node *b) {
   return a->rank == b->rank && memcmp(a->shape, b->shape, (size_t)a->rank * sizeof a->shape[0]) == 0;
 }
@@ -79,10 +83,38 @@ static bool *copied_gemm_operands(const sloth__graph *g) {
 }
 
 /* A GEMM reads its operands from buffers through strided views: the node
- * they are read from is materialized. */
-static void materialize_gemm_operand(const sloth__node *operand, const bool *copied, int *kernel_of) {
+ * they are read from is materialized (forced: never replicated). */
+static void materialize_gemm_operand(const sloth__node *operand, const bool *copied, int *kernel_of, bool *forced) {
   const sloth__node *target = gemm_operand_source(operand, copied);
-  if (!sloth__graph_is_input(target)) kernel_of[target->order] = -1;
+  if (!sloth__graph_is_input(target)) kernel_of[target->order] = -1, forced[target->order] = true;
+}
+
+/* A node with consumers in several kernels is computed once into a buffer,
+ * unless it is cheap to compute again in each of them: a view (index
+ * arithmetic) or a cheap elementwise op, reading at most two tensors, none
+ * of them a buffer that this graph writes in place. Replicating saves a
+ * write and a read of every element (max-pool's window copy, its hit mask, a
+ * bias add read by two kernels). Its operands then count as read by
+ * several kernels too. */
+static bool cheap_to_replicate(const sloth__node *x, const bool *target_input) {
+  if (x->target) return false;
+  switch (x->op) {
+  case OP_RESHAPE: case OP_PERMUTE: case OP_EXPAND: case OP_SLICE: case OP_PAD: case OP_AS_STRIDED:
+  case OP_WINDOW_ADJOINT: case OP_CONCAT: case OP_ARANGE:
+  case OP_NEG: case OP_ABS: case OP_RELU: case OP_FLOOR: case OP_CEIL: case OP_ROUND: case OP_SQUARE: case OP_SIGN:
+  case OP_NOT: case OP_CAST: case OP_DETACH: case OP_ADD: case OP_SUB: case OP_MUL: case OP_MAXIMUM: case OP_MINIMUM:
+  case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_AND: case OP_OR: case OP_WHERE:
+  case OP_LEAKY_RELU: case OP_CLAMP: break;
+  default: return false;
+  }
+  int tensors = 0;
+  for (int j = 0; j < x->nin; j++) {
+    const sloth__node *in = x->in[j];
+    if (in->op == OP_SCALAR) continue;
+    tensors++;
+    if (sloth__graph_is_input(in) && target_input[-in->order - 1]) return false;
+  }
+  return tensors <= 2;
 }
 
 static sloth__sched_kind sched_kind(const sloth__node *x) {
@@ -134,6 +166,7 @@ static void order_writers_after_readers(const sloth__graph *g, const sloth__sche
     int e = group_rank[kernel_of[i]];
     for (int y = 0; y < g->n; y++) {
       const sloth__node *r = g->order[y];
+      if (kernel_of[y] == REPLICATED) continue; /* reads no target (cheap_to_replicate) */
       bool reads = false;
       for (int j = 0; j < r->nin; j++) reads |= r->in[j] == w->target;
       int f = group_rank[kernel_of[y]];
@@ -172,16 +205,17 @@ static int choose_inplace(const sloth__graph *g, sloth__schedule *s, const int *
       for (int o = 0; o < k->noutputs; o++) state[k->outputs[o]] = 1;
     else
       for (int o = 0; o < k->noutputs; o++) state[k->outputs[o]] = 2;
+    /* a replicated node (kernel -1) is computed in every kernel that reads it */
     for (int y = g->n - 1; y >= 0 && ok; y--) {
       const sloth__node *r = g->order[y];
-      if (!state[y] || kernel_at_node[y] != kw) continue;
+      if (!state[y] || (kernel_at_node[y] != kw && kernel_at_node[y] != -1)) continue;
       bool same_index = state[y] == 1 && is_elementwise(r);
       for (int j = 0; j < r->nin; j++) {
         const sloth__node *in = r->in[j];
         if (in == w->target && !(same_index && same_shape(in, r))) ok = false;
         /* loaded, not computed here (an output of this kernel read by another
          * of its outputs is computed again at the reader's index) */
-        if (sloth__graph_is_input(in) || kernel_at_node[in->order] != kw) continue;
+        if (sloth__graph_is_input(in) || (kernel_at_node[in->order] != kw && kernel_at_node[in->order] != -1)) continue;
         char st = same_index && same_shape(in, r) ? 1 : 2;
         if (st > state[in->order]) state[in->order] = st;
       }
@@ -190,6 +224,22 @@ static int choose_inplace(const sloth__graph *g, sloth__schedule *s, const int *
   }
   free(state);
   return SLOTH_OK;
+}
+
+/* Kernel e depends on the groups of the materialized nodes that x reads,
+ * directly or through replicated nodes (computed in e too). */
+static void add_reads(const sloth__graph *g, const sloth__schedule *s, const int *kernel_of, const int *group_rank,
+                      const sloth__node *x, int e, uint64_t *deps, int words) {
+  for (int j = 0; j < x->nin; j++) {
+    const sloth__node *in = x->in[j];
+    if (sloth__graph_is_input(in)) continue;
+    int p = in->order;
+    if (kernel_of[p] == REPLICATED) add_reads(g, s, kernel_of, group_rank, in, e, deps, words);
+    else if (s->mat[p] >= 0 && group_rank[kernel_of[p]] != e) {
+      int f = group_rank[kernel_of[p]];
+      deps[(size_t)e * words + f / 64] |= 1ull << (f % 64);
+    }
+  }
 }
 
 int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
@@ -204,13 +254,19 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
   }
   bool *is_root = calloc((size_t)(n ? n : 1), 1);
+  bool *forced = calloc((size_t)(n ? n : 1), 1);
+  bool *target_input = calloc((size_t)(g->ninputs ? g->ninputs : 1), 1);
   bool *copied = copied_gemm_operands(g);
-  if (!is_root || !copied) {
-    free(kernel_of), free(is_root), free(copied);
+  if (!is_root || !forced || !target_input || !copied) {
+    free(kernel_of), free(is_root), free(forced), free(target_input), free(copied);
     sloth__schedule_free(s);
     return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
   }
   for (int i = 0; i < g->nroots; i++) is_root[g->roots[i]] = true;
+  for (int i = 0; i < n; i++) {
+    const sloth__node *t = g->order[i]->target;
+    if (t && sloth__graph_is_input(t)) target_input[-t->order - 1] = true;
+  }
   for (int i = 0; i < n; i++) {
     kernel_of[i] = -2; /* no consumer seen yet */
     s->mat[i] = -1;
@@ -224,6 +280,12 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     sloth__op_kind kind = sloth__ops[x->op].kind;
     bool own = is_root[i] || kind == KIND_REDUCE || kind == KIND_SCAN || kind == KIND_SCATTER || kind == KIND_GEMM ||
                kind == KIND_SORT || kernel_of[i] == -1;
+    if (own && kernel_of[i] == -1 && !is_root[i] && !forced[i] && cheap_to_replicate(x, target_input)) {
+      kernel_of[i] = REPLICATED;
+      for (int j = 0; j < x->nin; j++)
+        if (!sloth__graph_is_input(x->in[j])) kernel_of[x->in[j]->order] = -1;
+      continue;
+    }
     if (own) {
       kernel_of[i] = ngroups++;
       s->mat[i] = 0; /* numbered below */
@@ -236,9 +298,10 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
       else if (kernel_of[p] != kernel_of[i]) kernel_of[p] = -1; /* consumers in two kernels */
     }
     if (kind == KIND_GEMM)
-      for (int j = 0; j < x->nin; j++) materialize_gemm_operand(x->in[j], copied, kernel_of);
+      for (int j = 0; j < x->nin; j++) materialize_gemm_operand(x->in[j], copied, kernel_of, forced);
     /* a sort reads its keys O(n log n) times: from a buffer, not recomputed */
-    if (kind == KIND_SORT && !sloth__graph_is_input(x->in[0])) kernel_of[x->in[0]->order] = -1;
+    if (kind == KIND_SORT && !sloth__graph_is_input(x->in[0]))
+      kernel_of[x->in[0]->order] = -1, forced[x->in[0]->order] = true;
   }
 
   /* Groups in execution order: a group runs after the groups it reads from.
@@ -249,7 +312,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   int words = (ngroups + 63) / 64;
   uint64_t *deps = calloc((size_t)(ngroups ? ngroups : 1) * (size_t)(words ? words : 1), sizeof *deps);
   if (!group_rank || !ks || !deps) {
-    free(group_rank), free(ks), free(deps), free(kernel_of), free(is_root), free(copied);
+    free(group_rank), free(ks), free(deps), free(kernel_of), free(is_root), free(forced), free(target_input), free(copied);
     sloth__schedule_free(s);
     return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
   }
@@ -263,19 +326,10 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
     ks[e].noutputs = 1;
     ks[e].kind = sched_kind(g->order[i]);
   }
-  /* direct dependencies: kernel e reads a materialized node of kernel f */
-  for (int i = 0; i < n; i++) {
-    sloth__node *x = g->order[i];
-    int e = group_rank[kernel_of[i]];
-    for (int j = 0; j < x->nin; j++) {
-      sloth__node *in = x->in[j];
-      if (sloth__graph_is_input(in)) continue;
-      int p = in->order;
-      if (s->mat[p] < 0 || kernel_of[p] == kernel_of[i]) continue;
-      int f = group_rank[kernel_of[p]];
-      deps[(size_t)e * words + f / 64] |= 1ull << (f % 64);
-    }
-  }
+  /* direct dependencies: kernel e reads a materialized node of kernel f,
+   * also through replicated nodes, which it computes itself */
+  for (int i = 0; i < n; i++)
+    if (kernel_of[i] != REPLICATED) add_reads(g, s, kernel_of, group_rank, g->order[i], group_rank[kernel_of[i]], deps, words);
 
   order_writers_after_readers(g, s, kernel_of, group_rank, ngroups, deps, words);
 
@@ -367,9 +421,10 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
       s->mat[i] = s->nmat++;
     }
   /* node -> kernel index, for the in-place checks */
-  for (int i = 0; i < n; i++) kernel_of[i] = kernel_at[group_rank[kernel_of[i]]];
+  for (int i = 0; i < n; i++) kernel_of[i] = kernel_of[i] == REPLICATED ? -1 : kernel_at[group_rank[kernel_of[i]]];
   int rc = choose_inplace(g, s, kernel_of);
-  free(kernel_at), free(deps), free(ks), free(group_rank), free(kernel_of), free(is_root), free(copied);
+  free(kernel_at), free(deps), free(ks), free(group_rank), free(kernel_of), free(is_root), free(forced), free(target_input),
+      free(copied);
   if (rc != SLOTH_OK) sloth__schedule_free(s);
   return rc;
 }
