@@ -89,30 +89,42 @@ static void materialize_gemm_operand(const sloth__node *operand, const bool *cop
   if (!sloth__graph_is_input(target)) kernel_of[target->order] = -1, forced[target->order] = true;
 }
 
-/* A node with consumers in several kernels is computed once into a buffer,
- * unless it is cheap to compute again in each of them: a view (index
- * arithmetic) or a cheap elementwise op, reading at most two tensors, none
- * of them a buffer that this graph writes in place. Replicating saves a
- * write and a read of every element (max-pool's window copy, its hit mask, a
- * bias add read by two kernels). Its operands then count as read by
- * several kernels too. */
-static bool cheap_to_replicate(const sloth__node *x, const bool *target_input) {
-  if (x->target) return false;
-  switch (x->op) {
+/* Ops cheap enough to compute again in every kernel that reads them:
+ * index arithmetic and light elementwise math. */
+static bool cheap_op(sloth__opcode op) {
+  switch (op) {
   case OP_RESHAPE: case OP_PERMUTE: case OP_EXPAND: case OP_SLICE: case OP_PAD: case OP_AS_STRIDED:
   case OP_WINDOW_ADJOINT: case OP_CONCAT: case OP_ARANGE:
   case OP_NEG: case OP_ABS: case OP_RELU: case OP_FLOOR: case OP_CEIL: case OP_ROUND: case OP_SQUARE: case OP_SIGN:
   case OP_NOT: case OP_CAST: case OP_DETACH: case OP_ADD: case OP_SUB: case OP_MUL: case OP_MAXIMUM: case OP_MINIMUM:
   case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_AND: case OP_OR: case OP_WHERE:
-  case OP_LEAKY_RELU: case OP_CLAMP: break;
+  case OP_LEAKY_RELU: case OP_CLAMP: return true;
   default: return false;
   }
+}
+
+/* A node with consumers in several kernels is computed once into a buffer,
+ * unless it is cheap to compute again in each of them: a cheap op reading
+ * at most two tensors, each a buffer (not one this graph writes in place),
+ * a kernel's own output (a reduction, a GEMM) or cheap itself. Replicating
+ * saves a write and a read of every element (max-pool's window copy, its
+ * hit mask, a bias add read by two kernels); its operands then count as
+ * read by several kernels too. Over an expensive operand (a random draw,
+ * an exp) the node's own buffer is the cheaper one to keep. */
+static bool cheap_to_replicate(const sloth__node *x, const bool *target_input) {
+  if (x->target || !cheap_op(x->op)) return false;
   int tensors = 0;
   for (int j = 0; j < x->nin; j++) {
     const sloth__node *in = x->in[j];
     if (in->op == OP_SCALAR) continue;
     tensors++;
-    if (sloth__graph_is_input(in) && target_input[-in->order - 1]) return false;
+    if (sloth__graph_is_input(in)) {
+      if (target_input[-in->order - 1]) return false;
+      continue;
+    }
+    sloth__op_kind k = sloth__ops[in->op].kind;
+    bool own_kernel = k == KIND_REDUCE || k == KIND_SCAN || k == KIND_SCATTER || k == KIND_GEMM || k == KIND_SORT;
+    if (!own_kernel && !cheap_op(in->op)) return false;
   }
   return tensors <= 2;
 }
