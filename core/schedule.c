@@ -239,15 +239,19 @@ static int choose_inplace(const sloth__graph *g, sloth__schedule *s, const int *
 }
 
 /* Kernel e depends on the groups of the materialized nodes that x reads,
- * directly or through replicated nodes (computed in e too). */
+ * directly or through replicated nodes (computed in e too). visited[p] ==
+ * stamp: replicated node p was already followed for this stamp. */
 static void add_reads(const sloth__graph *g, const sloth__schedule *s, const int *kernel_of, const int *group_rank,
-                      const sloth__node *x, int e, uint64_t *deps, int words) {
+                      const sloth__node *x, int e, uint64_t *deps, int words, int *visited, int stamp) {
   for (int j = 0; j < x->nin; j++) {
     const sloth__node *in = x->in[j];
     if (sloth__graph_is_input(in)) continue;
     int p = in->order;
-    if (kernel_of[p] == REPLICATED) add_reads(g, s, kernel_of, group_rank, in, e, deps, words);
-    else if (s->mat[p] >= 0 && group_rank[kernel_of[p]] != e) {
+    if (kernel_of[p] == REPLICATED) {
+      if (visited[p] == stamp) continue;
+      visited[p] = stamp;
+      add_reads(g, s, kernel_of, group_rank, in, e, deps, words, visited, stamp);
+    } else if (s->mat[p] >= 0 && group_rank[kernel_of[p]] != e) {
       int f = group_rank[kernel_of[p]];
       deps[(size_t)e * words + f / 64] |= 1ull << (f % 64);
     }
@@ -323,8 +327,10 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   /* dependency bitsets between groups (transitive), for merging */
   int words = (ngroups + 63) / 64;
   uint64_t *deps = calloc((size_t)(ngroups ? ngroups : 1) * (size_t)(words ? words : 1), sizeof *deps);
-  if (!group_rank || !ks || !deps) {
-    free(group_rank), free(ks), free(deps), free(kernel_of), free(is_root), free(forced), free(target_input), free(copied);
+  int *visited = malloc((size_t)(n ? n : 1) * sizeof *visited); /* replicated nodes followed, per reader */
+  if (!group_rank || !ks || !deps || !visited) {
+    free(group_rank), free(ks), free(deps), free(visited), free(kernel_of), free(is_root), free(forced), free(target_input),
+        free(copied);
     sloth__schedule_free(s);
     return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
   }
@@ -340,8 +346,11 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   }
   /* direct dependencies: kernel e reads a materialized node of kernel f,
    * also through replicated nodes, which it computes itself */
+  for (int i = 0; i < n; i++) visited[i] = -1;
   for (int i = 0; i < n; i++)
-    if (kernel_of[i] != REPLICATED) add_reads(g, s, kernel_of, group_rank, g->order[i], group_rank[kernel_of[i]], deps, words);
+    if (kernel_of[i] != REPLICATED)
+      add_reads(g, s, kernel_of, group_rank, g->order[i], group_rank[kernel_of[i]], deps, words, visited, i);
+  free(visited);
 
   order_writers_after_readers(g, s, kernel_of, group_rank, ngroups, deps, words);
 
