@@ -1001,14 +1001,24 @@ static bool any_reads_by_coords(const cg *c, const sloth__node *const *nodes, in
  * addresses affine in t (the compiler vectorizes it) instead of over a few
  * reduced elements per output. For accumulators stored as they are (f32,
  * f64, i32, i64). */
-static bool reduce_by_rows(const sloth__node *r, bool serial) {
+static bool reduce_by_rows(const sloth__node *r, bool serial, bool window) {
   const sloth__node *x = r->in[0];
   uint32_t mask = r->attrs.axes_mask;
-  if (!serial || r->op == OP_ARGMAX || r->op == OP_ARGMIN || trailing_block(mask, x->rank)) return false;
+  if (!serial || r->op == OP_ARGMAX || r->op == OP_ARGMIN) return false;
   if (r->dtype != x->dtype || x->dtype == SLOTH_F16 || x->dtype == SLOTH_U8 || x->dtype == SLOTH_BOOL) return false;
-  /* the row is the operand's last dim: kept, so the inner loop reads along
-   * it (a reduced last dim is better read by the nested loops instead) */
-  return !(mask >> (x->rank - 1) & 1) && x->shape[x->rank - 1] > 1;
+  int last_kept = -1;
+  int64_t inner = 1;
+  for (int d = 0; d < x->rank; d++) {
+    if (!(mask >> d & 1)) last_kept = d;
+    else inner *= x->shape[d];
+  }
+  if (last_kept < 0 || x->shape[last_kept] < 2) return false;
+  /* the row is the operand's last dim when it is kept, so the inner loop
+   * reads along it; a reduced last dim is better read by the nested loops,
+   * except for a small window read by coordinates (pooling): then the row
+   * is the last kept dim (ow), read with a stride */
+  if (!trailing_block(mask, x->rank) && last_kept == x->rank - 1) return true;
+  return window && inner <= 64;
 }
 
 static void gen_reduce_rows(cg *c, int out_slot, const sloth__node *r, int64_t outer, int64_t inner, int64_t chunk) {
@@ -1110,7 +1120,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
     chunk = (outer + 8 * cu - 1) / (8 * cu);
     if (chunk < 1) chunk = 1;
   }
-  if (reduce_by_rows(r, serial)) {
+  if (reduce_by_rows(r, serial, serial && any_reads_by_coords(c, &x, 1))) {
     gen_reduce_rows(c, out_slot, r, outer, inner, chunk);
     free(pinner);
     c->out->geom.local = 1;
