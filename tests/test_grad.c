@@ -717,6 +717,10 @@ static void view_ops(void) {
     ctx c4 = {.nl = 4, .l = {2, 3, 2, 2, 0, 0, 0, 0, 12, 2, 6, 1}, .i = {0}};
     GC("as_strided [4,6] -> 2x2 windows of stride 2 [2,3,2,2]", b_strided, &c4, U(R_(2, 4, 6), -1.5, 1.5));
     GC("second order: the gradient of 2x2 windows of stride 2", b_strided_grad, &c4, U(R_(2, 4, 6), -1.5, 1.5));
+    /* a view whose steps cross rows (stride 7 over rows of 5): not a window,
+     * so its gradient takes the scatter path */
+    ctx c5 = {.nl = 2, .l = {3, 2, 0, 0, 0, 0, 0, 0, 7, 1}, .i = {1}};
+    GC("as_strided [4,5] -> [3,2] strides (7,1) (crosses rows: scatter)", b_strided, &c5, U(R_(2, 4, 5), -1.5, 1.5));
     /* a stride-0 dimension and a sparse view (some elements unread) */
     ctx c3 = {.nl = 2, .l = {3, 2, 0, 0, 0, 0, 0, 0, 0, 4}, .i = {2}};
     GC("as_strided [3,4] -> [3,2] strides (0,4) offset 2", b_strided, &c3, U(R_(2, 3, 4), -1.5, 1.5));
