@@ -431,10 +431,15 @@ static int new_var_as(cg *c, const sloth__node *n, const position *ix, const cha
 
 static int new_var(cg *c, const sloth__node *n, const position *ix, const char *expr) { return new_var_as(c, n, ix, expr, false); }
 
-/* Loads element ix of a node held in a buffer (an input or a materialized slot). */
+/* The argument of a node held in a buffer (an input or a materialized slot). */
+static int buffer_arg(cg *c, const sloth__node *n) {
+  return sloth__graph_is_input(n) ? add_arg(c, ARG_INPUT, -n->order - 1, n->dtype)
+                                  : add_arg(c, ARG_MAT, c->s->mat[n->order], n->dtype);
+}
+
+/* Loads element ix of a node held in a buffer. */
 static int emit_load(cg *c, const sloth__node *n, const position *ix) {
-  int arg = sloth__graph_is_input(n) ? add_arg(c, ARG_INPUT, -n->order - 1, n->dtype)
-                                     : add_arg(c, ARG_MAT, c->s->mat[n->order], n->dtype);
+  int arg = buffer_arg(c, n);
   char *lin = to_linear(c, n, ix);
   char *e = load_expr(c, n->dtype, arg, lin);
   int v = new_var(c, n, ix, e);
@@ -623,8 +628,8 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
           char *tsize = param(c, g->shape[t]);
           char *r = fmt(c, "(%s %% %s)", rem, mu);
           sloth__str_printf(&valid, " && %s < %s", r, tsize);
-          sub.c[t] = xstrdup(c, r);
-          free(tsize), free(r);
+          sub.c[t] = r;
+          free(tsize);
         } else sloth__str_printf(&valid, " && %s %% %s == 0", rem, mu);
         free(mu);
       }
@@ -993,14 +998,14 @@ static bool any_reads_by_coords(const cg *c, const sloth__node *const *nodes, in
   return found;
 }
 
-/* A CPU reduction over axes that are not trailing, whose operand's last
- * dim is kept (col2im's sum over kernel offsets, a batch sum): a work-item
- * takes a chunk of outputs a row at a time (that last dim), initializes the
- * row in the output buffer, and for each reduced position combines the
- * whole row into it, so the innermost loop runs along the row with
- * addresses affine in t (the compiler vectorizes it) instead of over a few
- * reduced elements per output. For accumulators stored as they are (f32,
- * f64, i32, i64). */
+/* A CPU reduction whose operand's last dim is kept (col2im's sum over
+ * kernel offsets, a batch sum), or over a small window read by coordinates
+ * (pooling): a work-item takes a chunk of outputs a row at a time (the last
+ * kept dim), initializes the row in the output buffer, and for each reduced
+ * position combines the whole row into it, so the innermost loop runs along
+ * the row (the compiler vectorizes it) instead of over a few reduced
+ * elements per output. For accumulators stored as they are (f32, f64, i32,
+ * i64). */
 static bool reduce_by_rows(const sloth__node *r, bool serial, bool window) {
   const sloth__node *x = r->in[0];
   uint32_t mask = r->attrs.axes_mask;
@@ -1092,6 +1097,13 @@ static void store_reduced(cg *c, const sloth__node *r, int out_slot, const char 
   free(val), free(st);
 }
 
+/* One work-item per chunk of outputs, no local memory. */
+static void serial_geometry(cg *c, int64_t outer, int64_t chunk) {
+  c->out->geom.local = 1;
+  c->out->geom.global = (size_t)((outer + chunk - 1) / chunk);
+  c->out->geom.local_mem = sizeof(double) * 2; /* the scratch argument, unused */
+}
+
 static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   const sloth__node *x = r->in[0];
   uint32_t mask = r->attrs.axes_mask;
@@ -1120,12 +1132,13 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
     chunk = (outer + 8 * cu - 1) / (8 * cu);
     if (chunk < 1) chunk = 1;
   }
-  if (reduce_by_rows(r, serial, serial && any_reads_by_coords(c, &x, 1))) {
+  /* an operand that reads a view by coordinates (a pooling window) is read
+   * at loop counters, never at a divided linear position */
+  const bool coords = local == 1 && any_reads_by_coords(c, &x, 1);
+  if (reduce_by_rows(r, serial, coords)) {
     gen_reduce_rows(c, out_slot, r, outer, inner, chunk);
     free(pinner);
-    c->out->geom.local = 1;
-    c->out->geom.global = (size_t)((outer + chunk - 1) / chunk);
-    c->out->geom.local_mem = sizeof(double) * 2; /* the scratch argument, unused */
+    serial_geometry(c, outer, chunk);
     return SLOTH_OK;
   }
   if (serial) {
@@ -1141,14 +1154,11 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   sloth__str_printf(&c->body, "  %s acc = %s;\n", acc_t, init_value(r->op, x->dtype));
   if (arg) sloth__str_printf(&c->body, "  int best = -1;\n");
   position ix = {0};
+  int loops = 0;
   /* one work-item per output (CPUs): the reduced coordinates are counters
    * of nested loops, not divisions of k on every element */
-  int loops = 0;
-  /* a linear position suits operands read linearly; one that reads a view
-   * by coordinates (a pooling window) gets the reduced coordinates as loop
-   * counters instead of dividing k */
-  bool nested = false; /* the reduced coordinates are loop counters */
-  if (trailing_block(mask, x->rank) && !(local == 1 && any_reads_by_coords(c, &x, 1))) {
+  bool nested = false;
+  if (trailing_block(mask, x->rank) && !coords) {
     sloth__str_printf(&c->body, "  for (%s k = lid; k < %s; k += lsz) {\n", c->idx_t, pinner);
     loops = 1;
     ix.linear = true;
@@ -1193,9 +1203,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
     sloth__str_printf(&c->body, "  }\n");
     free(code);
     free(pinner);
-    c->out->geom.local = 1;
-    c->out->geom.global = (size_t)((outer + chunk - 1) / chunk);
-    c->out->geom.local_mem = sizeof(double) * 2; /* the scratch argument, unused */
+    serial_geometry(c, outer, chunk);
     return SLOTH_OK;
   }
 
@@ -1378,8 +1386,7 @@ static void gen_sort(cg *c, const sloth__node *r) {
   int nkept = 0;
   for (int d = 0; d < x->rank; d++)
     if (d != a) kept_shape[nkept++] = x->shape[d];
-  int key = sloth__graph_is_input(x) ? add_arg(c, ARG_INPUT, -x->order - 1, x->dtype)
-                                     : add_arg(c, ARG_MAT, c->s->mat[x->order], x->dtype);
+  int key = buffer_arg(c, x);
   int out = output_arg(c, r);
   char *plines = param(c, lines), *plen = param(c, len), *pst = param(c, stride);
   char *kept[SLOTH_MAX_RANK] = {0};
