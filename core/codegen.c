@@ -232,6 +232,15 @@ static char *param(cg *c, int64_t value) {
   return fmt(c, "p%d", o->nparams++);
 }
 
+/* A window's step (a conv or pool stride, a ratio of strides) written into
+ * the source: it is part of the model, not of the batch, and a literal lets
+ * the compiler turn a division by it into shifts or a multiply and keep the
+ * loop vectorized (a division by a kernel argument is scalar on CPUs), and
+ * read a step of 1 or 2 with plain vector loads instead of gathers. */
+static char *window_step(cg *c, int64_t value) {
+  return fmt(c, "%lld", (long long)value);
+}
+
 static int add_arg(cg *c, sloth__arg_kind kind, int index, sloth_dtype dt) {
   sloth__generated *o = c->out;
   for (int i = 0; i < o->nargs; i++)
@@ -590,6 +599,7 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
   for (int d = 0, k = 0; d < g->rank; d++) sub.c[d] = role[d] == WINDOW_LOOPED ? xstrdup(c, co[k++]) : NULL;
   sloth__str valid = {0};
   sloth__str_printf(&valid, "1");
+  bool divides = false, in_range_checked[SLOTH_MAX_RANK] = {0};
   for (int e = 0; e < n->rank - m; e++) {
     int solved = -1;
     bool looped = false;
@@ -607,7 +617,7 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
     free(o);
     for (int d = 0; d < g->rank; d++) {
       if (map[d] != e || role[d] != WINDOW_LOOPED) continue;
-      char *mu = param(c, mult[d]);
+      char *mu = window_step(c, mult[d]);
       char *r2 = fmt(c, "%s - %s * %s", rem, sub.c[d], mu);
       free(rem), free(mu);
       rem = r2;
@@ -622,9 +632,11 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
       int t = partner[solved];
       if (mult[solved] == 1) q = xstrdup(c, rem);
       else {
-        char *mu = param(c, mult[solved]);
+        char *mu = window_step(c, mult[solved]);
         q = fmt(c, "(%s / %s)", rem, mu);
+        divides = true;
         if (t >= 0) {
+          in_range_checked[t] = true;
           char *tsize = param(c, g->shape[t]);
           char *r = fmt(c, "(%s %% %s)", rem, mu);
           sloth__str_printf(&valid, " && %s < %s", r, tsize);
@@ -635,6 +647,7 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
       }
       sloth__str_printf(&valid, " && %s >= 0 && %s < %s", rem, q, size);
       sub.c[solved] = q;
+      in_range_checked[solved] = true;
       free(size);
     }
     free(rem);
@@ -642,7 +655,23 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
   for (int d = 0; d < g->rank; d++)
     if (!sub.c[d]) sub.c[d] = xstrdup(c, "0"); /* size-1 dims */
   for (int d = 0; d < n->rank; d++) free(co[d]);
-  int r = guarded(c, n, ix, valid.p ? valid.p : "1", g, &sub, "0");
+  int r;
+  if (divides) {
+    /* the operand's coordinates step by 1/mult per output element: a
+     * vector loop needs gathers, and gathers only come branch-free, so read
+     * at coordinates clamped into range and select */
+    for (int d = 0; d < g->rank; d++) {
+      if (!in_range_checked[d]) continue;
+      char *hi = param(c, g->shape[d] - 1);
+      char *cl = fmt(c, "min(max(%s, (%s)0), %s)", sub.c[d], c->idx_t, hi);
+      free(sub.c[d]), free(hi);
+      sub.c[d] = cl;
+    }
+    int v = emit(c, g, &sub);
+    char *e = fmt(c, "(%s) ? v%d : (%s)0", valid.p ? valid.p : "1", v, ctype(c, n->dtype));
+    r = new_var(c, n, ix, e);
+    free(e);
+  } else r = guarded(c, n, ix, valid.p ? valid.p : "1", g, &sub, "0");
   sloth__str_free(&valid);
   index_free(&sub);
   return r;
@@ -745,8 +774,9 @@ static int emit_view(cg *c, const sloth__node *n, const position *ix) {
           free(o);
           for (int d = 0; d < n->rank; d++)
             if (n->shape[d] != 1 && map[d] == e) {
-              char *m = param(c, mult[d]);
-              sloth__str_printf(&t, " + %s * %s", co[d], m);
+              char *m = window_step(c, mult[d]);
+              if (mult[d] == 1) sloth__str_printf(&t, " + %s", co[d]);
+              else sloth__str_printf(&t, " + %s * %s", co[d], m);
               free(m);
             }
           sloth__str_printf(&t, ")");
@@ -923,6 +953,14 @@ static const char *init_value(sloth__opcode op, sloth_dtype dt) {
  * stepped like an odometer, a row at a time: the inner loop runs along the
  * last dim (t), so views read without dividing the linear position, and
  * the compiler sees addresses affine in t. */
+/* The pragma over a row loop of `row` elements. Four vectors at a time
+ * needs 32 elements (8-wide): a shorter row (the 24 columns of a conv
+ * output) would run entirely in the scalar remainder, so short rows get one
+ * vector at a time. */
+static const char *row_loop_pragma(int64_t row) {
+  return row >= 128 ? "#pragma clang loop interleave_count(4)" : "#pragma clang loop interleave_count(1)";
+}
+
 static void odometer_begin(cg *c, const char *start, int rank, const int64_t *shape, position *ix) {
   char *co[SLOTH_MAX_RANK];
   unravel(c, start, rank, shape, co);
@@ -1054,7 +1092,7 @@ static void gen_reduce_rows(cg *c, int out_slot, const sloth__node *r, int64_t o
   free(rowlen);
   char *red[SLOTH_MAX_RANK] = {0};
   int loops = open_reduced_loops(c, nred, red_shape, red);
-  sloth__str_printf(&c->body, "  #pragma clang loop interleave_count(4)\n    for (%s t = 0; t < run; t++) {\n", c->idx_t);
+  sloth__str_printf(&c->body, "  %s\n    for (%s t = 0; t < run; t++) {\n", row_loop_pragma(kept_shape[row]), c->idx_t);
   position ix = {.rank = x->rank};
   for (int d = 0, a = 0, b = 0; d < x->rank; d++) ix.c[d] = (mask >> d & 1) ? red[b++] : xstrdup(c, kept.c[a++]);
   int memo_mark = c->nmemos; /* values inside the loop are not reused outside it */
@@ -1289,8 +1327,8 @@ static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
     char *size = param(c, iter->shape[last]);
     sloth__str_printf(&c->body,
                       "  for (%s gid = start; gid < end;) {\n    const %s run = min(end - gid, %s - i%d);\n"
-                      "  #pragma clang loop interleave_count(4)\n  for (%s t = 0; t < run; t++) {\n",
-                      c->idx_t, c->idx_t, size, last, c->idx_t);
+                      "  %s\n  for (%s t = 0; t < run; t++) {\n",
+                      c->idx_t, c->idx_t, size, last, row_loop_pragma(iter->shape[last]), c->idx_t);
     free(size);
     at = "gid + t";
   } else if (chunked)
