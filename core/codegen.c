@@ -997,14 +997,17 @@ static void odometer_next_row(cg *c, int rank, const int64_t *shape, int last) {
 
 /* Nested loops r0, r1, ... over the reduced dims (size-1 dims get "0"):
  * their coordinates in red[]; returns how many loops were opened. */
-static int open_reduced_loops(cg *c, int nred, const int64_t *red_shape, char **red) {
-  int loops = 0;
+static int open_reduced_loops(cg *c, int nred, const int64_t *red_shape, char **red, const char *inner_pragma) {
+  int loops = 0, innermost = -1;
+  for (int b = 0; b < nred; b++)
+    if (red_shape[b] != 1) innermost = b;
   for (int b = 0; b < nred; b++) {
     if (red_shape[b] == 1) {
       red[b] = xstrdup(c, "0");
       continue;
     }
     char *size = param(c, red_shape[b]);
+    if (b == innermost && inner_pragma) sloth__str_printf(&c->body, "  %s\n", inner_pragma);
     sloth__str_printf(&c->body, "    for (%s r%d = 0; r%d < %s; r%d++) {\n", c->idx_t, b, b, size, b);
     free(size);
     red[b] = fmt(c, "r%d", b);
@@ -1091,7 +1094,7 @@ static void gen_reduce_rows(cg *c, int out_slot, const sloth__node *r, int64_t o
                     c->idx_t, c->idx_t, rowlen, row, c->idx_t, out, init_value(r->op, x->dtype));
   free(rowlen);
   char *red[SLOTH_MAX_RANK] = {0};
-  int loops = open_reduced_loops(c, nred, red_shape, red);
+  int loops = open_reduced_loops(c, nred, red_shape, red, NULL);
   sloth__str_printf(&c->body, "  %s\n    for (%s t = 0; t < run; t++) {\n", row_loop_pragma(kept_shape[row]), c->idx_t);
   position ix = {.rank = x->rank};
   for (int d = 0, a = 0, b = 0; d < x->rank; d++) ix.c[d] = (mask >> d & 1) ? red[b++] : xstrdup(c, kept.c[a++]);
@@ -1196,7 +1199,12 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   /* one work-item per output (CPUs): the reduced coordinates are counters
    * of nested loops, not divisions of k on every element */
   bool nested = false;
+  /* one work-item's loop may combine in any order (vectorize(enable) lets
+   * the compiler keep several partial results): a sum kept in one register
+   * waited on each add's latency (a conv's bias gradient, 4x) */
+  const char *any_order = serial && !arg ? "#pragma clang loop vectorize(enable)" : NULL;
   if (trailing_block(mask, x->rank) && !coords) {
+    if (any_order) sloth__str_printf(&c->body, "  %s\n", any_order);
     sloth__str_printf(&c->body, "  for (%s k = lid; k < %s; k += lsz) {\n", c->idx_t, pinner);
     loops = 1;
     ix.linear = true;
@@ -1206,7 +1214,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
     unravel(c, "o", nkept, kept_shape, kept);
     if (local == 1) {
       if (arg) sloth__str_printf(&c->body, "  %s k = 0;\n", c->idx_t); /* argmax's position */
-      loops = open_reduced_loops(c, nred, red_shape, red);
+      loops = open_reduced_loops(c, nred, red_shape, red, any_order);
       nested = true;
       if (!loops) sloth__str_printf(&c->body, "  {\n"), loops = 1;
     } else {

@@ -83,10 +83,24 @@ static bool *copied_gemm_operands(const sloth__graph *g) {
 }
 
 /* A GEMM reads its operands from buffers through strided views: the node
- * they are read from is materialized (forced: never replicated). */
-static void materialize_gemm_operand(const sloth__node *operand, const bool *copied, int *kernel_of, bool *forced) {
+ * they are read from is materialized (forced: never replicated). The views
+ * in between are noted in by_strides: computed nowhere, unless another
+ * kernel reads them too (a transposed weight read by the forward and the
+ * backward GEMM needs no copy). */
+static void materialize_gemm_operand(const sloth__node *operand, const bool *copied, int *kernel_of, bool *forced,
+                                     bool *by_strides) {
   const sloth__node *target = gemm_operand_source(operand, copied);
   if (!sloth__graph_is_input(target)) kernel_of[target->order] = -1, forced[target->order] = true;
+  for (const sloth__node *v = operand; v != target; v = v->in[0]) by_strides[v->order] = true;
+}
+
+/* Is reading `in` a read of `target`, directly or through views that are
+ * computed nowhere (`replicated`: views GEMMs read by strides)? Other
+ * replicated nodes never read a target (cheap_to_replicate). */
+static bool reads_node(const sloth__node *in, const sloth__node *target, const int *kernel_of, int replicated) {
+  while (!sloth__graph_is_input(in) && kernel_of[in->order] == replicated && sloth__ops[in->op].kind == KIND_VIEW)
+    in = in->in[0];
+  return in == target;
 }
 
 /* Ops cheap enough to compute again in every kernel that reads them:
@@ -180,7 +194,7 @@ static void order_writers_after_readers(const sloth__graph *g, const sloth__sche
       const sloth__node *r = g->order[y];
       if (kernel_of[y] == REPLICATED) continue; /* reads no target (cheap_to_replicate) */
       bool reads = false;
-      for (int j = 0; j < r->nin; j++) reads |= r->in[j] == w->target;
+      for (int j = 0; j < r->nin; j++) reads |= reads_node(r->in[j], w->target, kernel_of, REPLICATED);
       int f = group_rank[kernel_of[y]];
       if (!reads || f == e || (deps[(size_t)e * words + f / 64] >> (f % 64) & 1)) continue;
       if (!group_reaches(deps, words, ngroups, f, e)) deps[(size_t)e * words + f / 64] |= 1ull << (f % 64);
@@ -209,7 +223,7 @@ static int choose_inplace(const sloth__graph *g, sloth__schedule *s, const int *
     for (int y = 0; y < g->n && ok; y++) {
       const sloth__node *r = g->order[y];
       for (int j = 0; j < r->nin; j++)
-        if (r->in[j] == w->target && kernel_at_node[y] > kw) ok = false;
+        if (kernel_at_node[y] > kw && reads_node(r->in[j], w->target, kernel_at_node, -1)) ok = false;
     }
     /* inside the writer's kernel: walk consumers before producers */
     memset(state, 0, (size_t)g->n);
@@ -273,8 +287,9 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   bool *forced = calloc((size_t)(n ? n : 1), 1);
   bool *target_input = calloc((size_t)(g->ninputs ? g->ninputs : 1), 1);
   bool *copied = copied_gemm_operands(g);
-  if (!is_root || !forced || !target_input || !copied) {
-    free(kernel_of), free(is_root), free(forced), free(target_input), free(copied);
+  bool *by_strides = calloc((size_t)(n ? n : 1), 1);
+  if (!is_root || !forced || !target_input || !copied || !by_strides) {
+    free(kernel_of), free(is_root), free(forced), free(target_input), free(copied), free(by_strides);
     sloth__schedule_free(s);
     return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
   }
@@ -294,6 +309,10 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   for (int i = n - 1; i >= 0; i--) {
     sloth__node *x = g->order[i];
     sloth__op_kind kind = sloth__ops[x->op].kind;
+    if (by_strides[i] && kernel_of[i] == -2 && !is_root[i]) {
+      kernel_of[i] = REPLICATED; /* only GEMMs read it, by strides */
+      continue;
+    }
     bool own = is_root[i] || kind == KIND_REDUCE || kind == KIND_SCAN || kind == KIND_SCATTER || kind == KIND_GEMM ||
                kind == KIND_SORT || kernel_of[i] == -1;
     if (own && kernel_of[i] == -1 && !is_root[i] && !forced[i] && cheap_to_replicate(x, target_input)) {
@@ -306,15 +325,15 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
       kernel_of[i] = ngroups++;
       s->mat[i] = 0; /* numbered below */
     }
+    if (kind == KIND_GEMM)
+      for (int j = 0; j < x->nin; j++) materialize_gemm_operand(x->in[j], copied, kernel_of, forced, by_strides);
     for (int j = 0; j < x->nin; j++) {
       sloth__node *in = x->in[j];
-      if (sloth__graph_is_input(in)) continue;
+      if (sloth__graph_is_input(in) || (kind == KIND_GEMM && by_strides[in->order])) continue;
       int p = in->order;
       if (kernel_of[p] == -2) kernel_of[p] = kernel_of[i];
       else if (kernel_of[p] != kernel_of[i]) kernel_of[p] = -1; /* consumers in two kernels */
     }
-    if (kind == KIND_GEMM)
-      for (int j = 0; j < x->nin; j++) materialize_gemm_operand(x->in[j], copied, kernel_of, forced);
     /* a sort reads its keys O(n log n) times: from a buffer, not recomputed */
     if (kind == KIND_SORT && !sloth__graph_is_input(x->in[0]))
       kernel_of[x->in[0]->order] = -1, forced[x->in[0]->order] = true;
@@ -330,7 +349,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   int *visited = malloc((size_t)(n ? n : 1) * sizeof *visited); /* replicated nodes followed, per reader */
   if (!group_rank || !ks || !deps || !visited) {
     free(group_rank), free(ks), free(deps), free(visited), free(kernel_of), free(is_root), free(forced), free(target_input),
-        free(copied);
+        free(copied), free(by_strides);
     sloth__schedule_free(s);
     return sloth__fail(SLOTH_E_NOMEM, "out of host memory (schedule)");
   }
@@ -445,7 +464,7 @@ int sloth__schedule_graph(const sloth__graph *g, sloth__schedule *s) {
   for (int i = 0; i < n; i++) kernel_of[i] = kernel_of[i] == REPLICATED ? -1 : kernel_at[group_rank[kernel_of[i]]];
   int rc = choose_inplace(g, s, kernel_of);
   free(kernel_at), free(deps), free(ks), free(group_rank), free(kernel_of), free(is_root), free(forced), free(target_input),
-      free(copied);
+      free(copied), free(by_strides);
   if (rc != SLOTH_OK) sloth__schedule_free(s);
   return rc;
 }

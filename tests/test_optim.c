@@ -123,6 +123,31 @@ static void test_assign_hazards(void) {
   ok(read_close(w, (float[]){10, 20, 30, 40}, 4, 0), "w updated");
   sloth_release(before), sloth_release(after);
   sloth_release(w), sloth_release(x);
+
+  /* a linear layer's step: GEMMs read w transposed (forward) and through
+   * a second transpose (backward) by strides, with no copy of w^T, and
+   * still before the in-place update of w */
+  w = sloth_from_host(w0, SLOTH_F32, 2, (int64_t[]){2, 2});
+  x = sloth_from_host(x0, SLOTH_F32, 2, (int64_t[]){2, 2});
+  sloth_sync((sloth_tensor *[]){w, x}, 2);
+  sloth_scope_begin(); /* the views are not held: only GEMMs read them */
+  sloth_tensor *wt = sloth_transpose(w, 0, 1);
+  sloth_tensor *fwd = sloth_keep(sloth_matmul(x, wt));                        /* x w^T */
+  sloth_tensor *bwd = sloth_keep(sloth_matmul(x, sloth_transpose(wt, 0, 1))); /* x (w^T)^T = x w */
+  sloth_assign(w, sloth_sub(w, sloth_mul_scalar(sloth_matmul(sloth_transpose(fwd, 0, 1), x), 0.5))); /* w - 0.5 fwd^T x */
+  sloth_scope_end();
+  int64_t launches = sloth_counter("kernel_launch"), gemms = sloth_counter("gemm_call");
+  ok(sloth_mark_step() == SLOTH_OK, "one step: GEMMs over w^T and (w^T)^T, then w updated in place");
+  /* x w^T = [[1,1],[0,1]] [[1,3],[2,4]] = [[3,7],[2,4]]; x w = [[4,6],[3,4]];
+   * fwd^T x = [[3,2],[7,4]] [[1,1],[0,1]] = [[3,5],[7,11]] */
+  ok(read_close(fwd, (float[]){3, 7, 2, 4}, 4, 0), "x w^T reads the old w");
+  ok(read_close(bwd, (float[]){4, 6, 3, 4}, 4, 0), "x (w^T)^T reads the old w");
+  ok(read_close(w, (float[]){-0.5f, -0.5f, -0.5f, -1.5f}, 4, 0), "w = w - 0.5 (x w^T)^T x");
+  ok(sloth_counter("gemm_call") - gemms == 3 && sloth_counter("kernel_launch") - launches == 1,
+     "3 GEMMs and one update kernel: w^T is not copied (%lld launches)",
+     (long long)(sloth_counter("kernel_launch") - launches));
+  sloth_release(fwd), sloth_release(bwd);
+  sloth_release(w), sloth_release(x);
 }
 
 /* Parameters p, loss = 0.5 sum((p - c)^2): the gradient is p - c. */
