@@ -125,12 +125,18 @@ static bool cheap_op(sloth__opcode op) {
  * hit mask, a bias add read by two kernels); its operands then count as
  * read by several kernels too. Over an expensive operand (a random draw,
  * an exp) the node's own buffer is the cheaper one to keep. */
+/* A scalar, possibly reshaped and broadcast: a kernel argument, not a tensor read. */
+static bool scalar_broadcast(const sloth__node *n) {
+  while (!sloth__graph_is_input(n) && (n->op == OP_RESHAPE || n->op == OP_EXPAND)) n = n->in[0];
+  return n->op == OP_SCALAR;
+}
+
 static bool cheap_to_replicate(const sloth__node *x, const bool *target_input) {
   if (x->target || !cheap_op(x->op)) return false;
   int tensors = 0;
   for (int j = 0; j < x->nin; j++) {
     const sloth__node *in = x->in[j];
-    if (in->op == OP_SCALAR) continue;
+    if (scalar_broadcast(in)) continue;
     tensors++;
     if (sloth__graph_is_input(in)) {
       if (target_input[-in->order - 1]) return false;
