@@ -122,6 +122,27 @@ static void test_fusion(void) {
     fine = cs[j] == mx;
   }
   ok(fine, "both reductions of the replicated node are right");
+
+  /* relu's gradient where(x > 0, a, 0) reads two tensors: the broadcast 0
+   * is a kernel argument, so the node is replicated too */
+  snap s5 = take();
+  sloth_tensor *wz = sloth_reshape(sloth_where(sloth_gt(x, sloth_scalar(0, SLOTH_F32)), a, sloth_scalar(0, SLOTH_F32)), 2, sq);
+  sloth_tensor *wrows = sloth_sum(wz, (int[]){1}, 1, 0), *wcols = sloth_sum(sloth_transpose(wz, 0, 1), (int[]){1}, 1, 0);
+  ok(sloth_sync((sloth_tensor *[]){wrows, wcols}, 2) == SLOTH_OK, "sync of where(x > 0, a, 0)'s consumers");
+  ok(ctr("kernel_launch") - s5.launch == 2, "where(x > 0, a, 0) shared by two reductions: 2 kernels (%lld)",
+     (long long)(ctr("kernel_launch") - s5.launch));
+  fine = sloth_to_host(wrows, rs, sizeof rs) == SLOTH_OK && sloth_to_host(wcols, cs, sizeof cs) == SLOTH_OK;
+  for (int i = 0; i < 25 && fine; i++) {
+    float acc = 0;
+    for (int j = 0; j < 40; j++) acc += xs[i * 40 + j] > 0 ? as[i * 40 + j] : 0;
+    fine = fabsf(rs[i] - acc) <= 1e-4f * (1 + fabsf(acc));
+  }
+  for (int j = 0; j < 40 && fine; j++) {
+    float acc = 0;
+    for (int i = 0; i < 25; i++) acc += xs[i * 40 + j] > 0 ? as[i * 40 + j] : 0;
+    fine = fabsf(cs[j] - acc) <= 1e-4f * (1 + fabsf(acc));
+  }
+  ok(fine, "both sums of where(x > 0, a, 0) are right");
   sloth_scope_end();
 }
 
