@@ -68,10 +68,13 @@ sloth_tensor *sloth_conv2d(sloth_tensor *x, sloth_tensor *w, sloth_tensor *bias,
   sloth_tensor *cols = sloth_as_strided(xp, 7, shape, strides, 0);
   sloth_tensor *cols2 = sloth_reshape(cols, 3, (int64_t[]){g, Cg * kh * kw, N * oh * ow});
   sloth_tensor *w2 = sloth_reshape(w, 3, (int64_t[]){g, O / g, Cg * kh * kw});
-  sloth_tensor *y = sloth_reshape(sloth_matmul(w2, cols2), 5, (int64_t[]){g, O / g, N, oh, ow});
-  y = sloth_reshape(sloth_permute(y, (int[]){2, 0, 1, 3, 4}), 4, (int64_t[]){N, O, oh, ow});
-  if (bias) y = sloth_add(y, sloth_reshape(bias, 4, (int64_t[]){1, O, 1, 1}));
-  y = sloth_keep(y);
+  sloth_tensor *y = sloth_matmul(w2, cols2);
+  /* the bias is added in the GEMM's layout: the backward pass then reduces
+   * the bias gradient from the [g, O/g, N*oh*ow] copy the weight-gradient
+   * GEMM reads, so the output gradient is written once, in that layout */
+  if (bias) y = sloth_add(y, sloth_reshape(bias, 3, (int64_t[]){g, O / g, 1}));
+  y = sloth_reshape(y, 5, (int64_t[]){g, O / g, N, oh, ow});
+  y = sloth_keep(sloth_reshape(sloth_permute(y, (int[]){2, 0, 1, 3, 4}), 4, (int64_t[]){N, O, oh, ow}));
   sloth_scope_end();
   return y;
 }

@@ -94,13 +94,11 @@ static void materialize_gemm_operand(const sloth__node *operand, const bool *cop
   for (const sloth__node *v = operand; v != target; v = v->in[0]) by_strides[v->order] = true;
 }
 
-/* Is reading `in` a read of `target`, directly or through views that are
- * computed nowhere (`replicated`: views GEMMs read by strides)? Other
- * replicated nodes never read a target (cheap_to_replicate). */
-static bool reads_node(const sloth__node *in, const sloth__node *target, const int *kernel_of, int replicated) {
-  while (!sloth__graph_is_input(in) && kernel_of[in->order] == replicated && sloth__ops[in->op].kind == KIND_VIEW)
-    in = in->in[0];
-  return in == target;
+/* The node whose buffer a read of `in` touches: `in` itself, or below the
+ * views that hold no buffer (a GEMM reads through them by strides). */
+static const sloth__node *read_buffer(const sloth__schedule *s, const sloth__node *in) {
+  while (!sloth__graph_is_input(in) && s->mat[in->order] < 0 && sloth__ops[in->op].kind == KIND_VIEW) in = in->in[0];
+  return in;
 }
 
 /* Ops cheap enough to compute again in every kernel that reads them:
@@ -200,7 +198,7 @@ static void order_writers_after_readers(const sloth__graph *g, const sloth__sche
       const sloth__node *r = g->order[y];
       if (kernel_of[y] == REPLICATED) continue; /* reads no target (cheap_to_replicate) */
       bool reads = false;
-      for (int j = 0; j < r->nin; j++) reads |= reads_node(r->in[j], w->target, kernel_of, REPLICATED);
+      for (int j = 0; j < r->nin; j++) reads |= read_buffer(s, r->in[j]) == w->target;
       int f = group_rank[kernel_of[y]];
       if (!reads || f == e || (deps[(size_t)e * words + f / 64] >> (f % 64) & 1)) continue;
       if (!group_reaches(deps, words, ngroups, f, e)) deps[(size_t)e * words + f / 64] |= 1ull << (f % 64);
@@ -229,7 +227,7 @@ static int choose_inplace(const sloth__graph *g, sloth__schedule *s, const int *
     for (int y = 0; y < g->n && ok; y++) {
       const sloth__node *r = g->order[y];
       for (int j = 0; j < r->nin; j++)
-        if (kernel_at_node[y] > kw && reads_node(r->in[j], w->target, kernel_at_node, -1)) ok = false;
+        if (kernel_at_node[y] > kw && read_buffer(s, r->in[j]) == w->target) ok = false;
     }
     /* inside the writer's kernel: walk consumers before producers */
     memset(state, 0, (size_t)g->n);
@@ -263,8 +261,11 @@ static int choose_inplace(const sloth__graph *g, sloth__schedule *s, const int *
  * stamp: replicated node p was already followed for this stamp. */
 static void add_reads(const sloth__graph *g, const sloth__schedule *s, const int *kernel_of, const int *group_rank,
                       const sloth__node *x, int e, uint64_t *deps, int words, int *visited, int stamp) {
+  const bool gemm = sloth__ops[x->op].kind == KIND_GEMM;
   for (int j = 0; j < x->nin; j++) {
-    const sloth__node *in = x->in[j];
+    /* a GEMM reads the buffer below its operand's views, wherever those
+     * views are computed for other readers */
+    const sloth__node *in = gemm ? read_buffer(s, x->in[j]) : x->in[j];
     if (sloth__graph_is_input(in)) continue;
     int p = in->order;
     if (kernel_of[p] == REPLICATED) {

@@ -144,6 +144,29 @@ static void test_fusion(void) {
   }
   ok(fine, "both sums of where(x > 0, a, 0) are right");
   sloth_scope_end();
+
+  /* a GEMM reads e = exp(x) through transpose(e), a view another kernel
+   * computes too: the GEMM still waits for e's kernel, which must not be
+   * merged with m + 1 (same shape, after the GEMM) */
+  sloth_scope_begin();
+  float es[9], ys[9];
+  for (int i = 0; i < 9; i++) es[i] = 0.1f * (float)i, ys[i] = (float)(i % 4);
+  int64_t s33[2] = {3, 3};
+  sloth_tensor *ex = sloth_exp(sloth_from_host(es, SLOTH_F32, 2, s33)), *ey = sloth_from_host(ys, SLOTH_F32, 2, s33);
+  sloth_tensor *et = sloth_transpose(ex, 0, 1);
+  sloth_tensor *esum = sloth_sum(et, (int[]){1}, 1, 0), *em = sloth_add_scalar(sloth_matmul(et, ey), 1);
+  float mv[9];
+  ok(sloth_sync((sloth_tensor *[]){esum, em}, 2) == SLOTH_OK && sloth_to_host(em, mv, sizeof mv) == SLOTH_OK,
+     "sync of exp(x)^T read by a sum and by a GEMM");
+  int wrong = 0;
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++) {
+      float want = 1;
+      for (int k = 0; k < 3; k++) want += expf(es[k * 3 + i]) * ys[k * 3 + j];
+      wrong += fabsf(mv[i * 3 + j] - want) > 1e-4f * want;
+    }
+  ok(wrong == 0, "exp(x)^T y + 1 is right: the GEMM ran after exp(x) (%d wrong)", wrong);
+  sloth_scope_end();
 }
 
 static void run_step(const float *xs, const float *as, int64_t n, double s, float *out) {
