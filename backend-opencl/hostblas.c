@@ -126,6 +126,16 @@ static bool fix_ld(size_t *ld, size_t rows, size_t cols) {
   return false;
 }
 
+/* How much of the shared dimension one CBLAS call takes. A small output
+ * over a long shared dimension (a convolution's weight gradient sums over
+ * every pixel of the batch: 16x9 outputs over 43264 products) ran at 12
+ * GFLOP/s in one OpenBLAS call and ~3x faster as a sum of calls over 4096
+ * products each; everything else is one call. */
+static size_t k_chunk(size_t m, size_t n, size_t k) {
+  const size_t chunk = 4096;
+  return m * n <= 16384 && k >= 2 * chunk ? chunk : k;
+}
+
 int sloth__host_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a, sloth__buffer *b, sloth__buffer *c) {
   if (g->dtype != SLOTH_F32 && g->dtype != SLOTH_F64)
     return sloth__fail(SLOTH_E_UNSUPPORTED, "host GEMM: dtype %s not supported", sloth_dtype_name(g->dtype));
@@ -185,15 +195,22 @@ int sloth__host_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a,
       }
     } else {
       enum CBLAS_TRANSPOSE ta = g->trans_a ? CblasTrans : CblasNoTrans, tb = g->trans_b ? CblasTrans : CblasNoTrans;
+      const size_t kc = k_chunk(g->m, g->n, g->k);
       for (size_t z = 0; z < g->batch; z++) {
-        void *A = at(maps, nmaps, (cl_mem)a, g->a_offsets[z], es), *B = at(maps, nmaps, (cl_mem)b, g->b_offsets[z], es);
+        char *A = at(maps, nmaps, (cl_mem)a, g->a_offsets[z], es), *B = at(maps, nmaps, (cl_mem)b, g->b_offsets[z], es);
         void *C = at(maps, nmaps, (cl_mem)c, g->c_offsets[z], es);
-        if (dbl)
-          cblas_dgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)g->k, g->alpha, A, (int)lda, B, (int)ldb, g->beta,
-                      C, (int)ldc);
-        else
-          cblas_sgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)g->k, (float)g->alpha, A, (int)lda, B, (int)ldb,
-                      (float)g->beta, C, (int)ldc);
+        for (size_t k0 = 0; k0 < g->k; k0 += kc) {
+          const size_t kn = g->k - k0 < kc ? g->k - k0 : kc;
+          /* chunk k0 of the shared dim: columns of A (rows when stored transposed), rows of B (columns) */
+          const char *Ak = A + (g->trans_a ? k0 * lda : k0) * es, *Bk = B + (g->trans_b ? k0 : k0 * ldb) * es;
+          const double beta = k0 == 0 ? g->beta : 1.0; /* later chunks add to the first */
+          if (dbl)
+            cblas_dgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)kn, g->alpha, (const double *)Ak, (int)lda,
+                        (const double *)Bk, (int)ldb, beta, C, (int)ldc);
+          else
+            cblas_sgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)kn, (float)g->alpha, (const float *)Ak, (int)lda,
+                        (const float *)Bk, (int)ldb, (float)beta, C, (int)ldc);
+        }
       }
     }
   }

@@ -97,6 +97,29 @@ static void views_in_place(void) {
   sloth_scope_end();
 }
 
+/* A small output over a long shared dim (a conv's weight gradient): the
+ * host path sums it in chunks of the shared dim, in every transpose
+ * layout and per batch; K = 9000 leaves a partial last chunk. */
+static void long_shared_dim(void) {
+  enum { M = 5, K = 9000, N = 3 };
+  for (int layout = 0; layout < 4; layout++) {
+    int ta = layout & 1, tb = layout & 2;
+    sloth_scope_begin();
+    sloth_tensor *a = upload(A, 2, ta ? (int64_t[]){K, M} : (int64_t[]){M, K});
+    sloth_tensor *b = upload(B, 2, tb ? (int64_t[]){N, K} : (int64_t[]){K, N});
+    ref_gemm((mat){A, ta ? 1 : K, ta ? M : 1, 0}, (mat){B, tb ? 1 : N, tb ? K : 1, 0}, C, 1, M, K, N);
+    char what[64];
+    snprintf(what, sizeof what, "%dx%dx%d with A%s B%s", M, K, N, ta ? "^T" : "", tb ? "^T" : "");
+    check(sloth_matmul(ta ? sloth_transpose(a, 0, 1) : a, tb ? sloth_transpose(b, 0, 1) : b), C, M * N, what);
+    sloth_scope_end();
+  }
+  sloth_scope_begin(); /* two batches of 3x9000x3, B^T (A and B hold 2^16 floats) */
+  sloth_tensor *a = upload(A, 3, (int64_t[]){2, N, K}), *b = upload(B, 3, (int64_t[]){2, N, K});
+  ref_gemm((mat){A, K, 1, N * K}, (mat){B, 1, K, N * K}, C, 2, N, K, N);
+  check(sloth_matmul(a, sloth_transpose(b, 1, 2)), C, 2 * N * N, "batched 2 x (3x9000x3) with B^T");
+  sloth_scope_end();
+}
+
 static void batches(void) {
   int64_t M = 7, K = 3, N = 5;
   sloth_scope_begin();
@@ -278,6 +301,7 @@ int main(void) {
   plain_sizes();
   views_in_place();
   batches();
+  long_shared_dim();
   vectors();
   epilogue_and_caching();
   edge_cases();
