@@ -9,6 +9,15 @@
  * kernels compiled by POCL reach 10-15 GFLOP/s with default parameters and
  * ~25-50 tuned: see docs/gemm.md for the measurements.
  *
+ * OpenBLAS is opened with dlopen when the device opens, not linked: its
+ * idle worker threads spin for 2^28 cycles (~0.1 s) after every call, and
+ * on a small machine a spinning worker takes a core from the OpenCL kernels
+ * that run between GEMMs (CNN training step 23 ms -> 20.6 ms, and the slow
+ * outliers gone, with the spin cut). OpenBLAS reads OPENBLAS_THREAD_TIMEOUT
+ * only when it loads, so it is set to 4 (2^4 cycles) before the dlopen
+ * unless the environment already sets it. In a process that has OpenBLAS
+ * loaded already (numpy, say), the dlopen finds that copy as it is.
+ *
  * SLOTH_GEMM picks the path when the device is opened:
  *   auto     (default) host BLAS on CPU devices when built with it, else CLBlast
  *   clblast  always CLBlast
@@ -23,25 +32,56 @@
 #include <strings.h>
 
 #ifdef SLOTH_HAVE_CBLAS
-#include <cblas.h>
+#include <cblas.h> /* the enums and prototypes; the functions come from dlsym */
+#include <dlfcn.h>
+#include <pthread.h>
+
+static struct {
+  __typeof__(cblas_sgemm) *sgemm;
+  __typeof__(cblas_dgemm) *dgemm;
+  char why[256]; /* why no library loaded */
+} cblas;
+static pthread_once_t cblas_once = PTHREAD_ONCE_INIT;
+
+static void cblas_load(void) {
+  static const char *const sonames[] = {"libopenblas.so.0", "libopenblas.so", "libcblas.so.3", "libblas.so.3"};
+  setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0); /* keeps a value the user set */
+  for (size_t i = 0; i < sizeof sonames / sizeof sonames[0]; i++) {
+    void *h = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h) continue;
+    cblas.sgemm = (__typeof__(cblas_sgemm) *)dlsym(h, "cblas_sgemm");
+    cblas.dgemm = (__typeof__(cblas_dgemm) *)dlsym(h, "cblas_dgemm");
+    if (cblas.sgemm && cblas.dgemm) return; /* stays loaded for the process */
+    cblas.sgemm = NULL, cblas.dgemm = NULL;
+    dlclose(h);
+  }
+  snprintf(cblas.why, sizeof cblas.why, "no CBLAS library found (tried libopenblas.so.0, libcblas.so.3, libblas.so.3: "
+                                         "apt-get install libopenblas0)");
+}
 #endif
+
+/* Whether the host BLAS is there: built with it and its library loads. */
+static bool host_blas(const char **why) {
+#ifdef SLOTH_HAVE_CBLAS
+  pthread_once(&cblas_once, cblas_load);
+  *why = cblas.why;
+  return cblas.sgemm != NULL;
+#else
+  *why = "this build has no host CBLAS (install libopenblas-dev and reconfigure)";
+  return false;
+#endif
+}
 
 int sloth__opencl_gemm_choose(sloth__device *dev) {
   const char *v = sloth__env("SLOTH_GEMM");
-  bool have_host =
-#ifdef SLOTH_HAVE_CBLAS
-      true;
-#else
-      false;
-#endif
+  const char *why = "";
+  /* the library is loaded only where it will serve (not for a GPU on auto) */
   if (!v || strcasecmp(v, "auto") == 0) {
-    dev->gemm_path = dev->is_cpu && have_host ? SLOTH__GEMM_HOST : SLOTH__GEMM_CLBLAST;
+    dev->gemm_path = dev->is_cpu && host_blas(&why) ? SLOTH__GEMM_HOST : SLOTH__GEMM_CLBLAST;
   } else if (strcasecmp(v, "clblast") == 0) {
     dev->gemm_path = SLOTH__GEMM_CLBLAST;
   } else if (strcasecmp(v, "host") == 0) {
-    if (!have_host)
-      return sloth__fail(SLOTH_E_UNSUPPORTED,
-                         "SLOTH_GEMM=host: this build has no host CBLAS (install libopenblas-dev and reconfigure)");
+    if (!host_blas(&why)) return sloth__fail(SLOTH_E_UNSUPPORTED, "SLOTH_GEMM=host: %s", why);
     dev->gemm_path = SLOTH__GEMM_HOST;
   } else {
     return sloth__fail(SLOTH_E_INVALID, "SLOTH_GEMM='%s' is not a GEMM path: use auto, clblast or host", v);
@@ -205,10 +245,10 @@ int sloth__host_gemm(sloth__device *dev, const sloth__gemm *g, sloth__buffer *a,
           const char *Ak = A + (g->trans_a ? k0 * lda : k0) * es, *Bk = B + (g->trans_b ? k0 : k0 * ldb) * es;
           const double beta = k0 == 0 ? g->beta : 1.0; /* later chunks add to the first */
           if (dbl)
-            cblas_dgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)kn, g->alpha, (const double *)Ak, (int)lda,
+            cblas.dgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)kn, g->alpha, (const double *)Ak, (int)lda,
                         (const double *)Bk, (int)ldb, beta, C, (int)ldc);
           else
-            cblas_sgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)kn, (float)g->alpha, (const float *)Ak, (int)lda,
+            cblas.sgemm(CblasRowMajor, ta, tb, (int)g->m, (int)g->n, (int)kn, (float)g->alpha, (const float *)Ak, (int)lda,
                         (const float *)Bk, (int)ldb, (float)beta, C, (int)ldc);
         }
       }

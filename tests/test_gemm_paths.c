@@ -253,12 +253,21 @@ static void tuning_cache(void) {
 }
 
 int main(void) {
+  const char *timeout = getenv("OPENBLAS_THREAD_TIMEOUT");
+  char timeout_before[32] = "";
+  if (timeout) snprintf(timeout_before, sizeof timeout_before, "%s", timeout);
   if (sloth_init(NULL) != SLOTH_OK) skip_all(sloth_last_error());
   sloth_device_info info;
   sloth_device_current(&info);
   if (strcmp(info.backend, "opencl") != 0) skip_all("the GEMM paths belong to the OpenCL backend");
   diag("device: %s", info.name);
 #ifdef SLOTH_HAVE_CBLAS
+  if (strcmp(path_in_use(), "host") == 0) { /* OpenBLAS was loaded with a short spin, or as the user set it */
+    timeout = getenv("OPENBLAS_THREAD_TIMEOUT");
+    ok(timeout && strcmp(timeout, timeout_before[0] ? timeout_before : "4") == 0,
+       "OPENBLAS_THREAD_TIMEOUT is %s when OpenBLAS loads (was %s)", timeout ? timeout : "unset",
+       timeout_before[0] ? timeout_before : "unset");
+  }
   both_paths();
 #else
   diag("built without a host CBLAS: only the CLBlast path and the errors are tested");
