@@ -41,6 +41,8 @@ typedef struct plan {
   size_t *mat_bytes;
   int *inplace;      /* slot -> input index of its sloth_assign target, or -1 */
   bool has_inplace;
+  int *first_write;  /* slot -> the kernel that first writes it */
+  int *last_read;    /* slot -> the last kernel that touches it */
   struct plan *lru_prev, *lru_next, *hash_next;
 } plan;
 
@@ -76,6 +78,8 @@ static void plan_free(plan *p) {
   free(p->mat_node);
   free(p->mat_bytes);
   free(p->inplace);
+  free(p->first_write);
+  free(p->last_read);
   free(p);
 }
 
@@ -389,6 +393,32 @@ static int gemm_step(const sloth__graph *g, const sloth__schedule *s, int k, pla
   return SLOTH_OK;
 }
 
+/* When each slot is first written and last read, in kernel order: a
+ * slot whose value does not outlive the run hands its buffer to a slot
+ * first written after its last reader (plan_run). */
+static void touch_slot(plan *p, const sloth__arg *a, int k) {
+  if (a->kind != ARG_MAT) return;
+  if (p->first_write[a->index] < 0) p->first_write[a->index] = k; /* nothing reads a slot before it is written */
+  p->last_read[a->index] = k;
+}
+
+static int slot_lifetimes(plan *p) {
+  p->first_write = malloc((size_t)(p->nmat ? p->nmat : 1) * sizeof *p->first_write);
+  p->last_read = malloc((size_t)(p->nmat ? p->nmat : 1) * sizeof *p->last_read);
+  if (!p->first_write || !p->last_read) return sloth__fail(SLOTH_E_NOMEM, "out of host memory (plan)");
+  for (int m = 0; m < p->nmat; m++) p->first_write[m] = -1, p->last_read[m] = -1;
+  for (int k = 0; k < p->nkernels; k++) {
+    const plan_kernel *pk = &p->kernels[k];
+    if (pk->gemm) {
+      touch_slot(p, &pk->gemm->a, k);
+      touch_slot(p, &pk->gemm->b, k);
+      touch_slot(p, &pk->gemm->c, k);
+    } else
+      for (int i = 0; i < pk->nargs; i++) touch_slot(p, &pk->args[i], k);
+  }
+  return SLOTH_OK;
+}
+
 static int plan_build(const sloth__graph *g, plan **out) {
   sloth__schedule s;
   int rc = sloth__schedule_graph(g, &s);
@@ -444,10 +474,13 @@ static int plan_build(const sloth__graph *g, plan **out) {
     if (rc != SLOTH_OK) goto fail;
   }
   sloth__schedule_free(&s);
+  rc = slot_lifetimes(p);
+  if (rc != SLOTH_OK) goto fail_built;
   *out = p;
   return SLOTH_OK;
 fail:
   sloth__schedule_free(&s);
+fail_built:
   plan_free(p);
   return rc;
 }
@@ -497,13 +530,14 @@ static int check_error_word(void) {
                                       "or a loss's labels (the affected elements used the nearest valid index)");
 }
 
-/* Which in-place targets of this run can give their buffer to the node
- * written into them: those whose old elements nobody can read after the run.
- * A target is still needed when something outside this graph holds it (a
- * tensor, a pending node), or when a node of this graph that stays pending
- * (held from outside, not materialized by the plan) reaches it through
- * other such nodes. steal[m] is the target input index, or -1. */
-static int plan_steals(const plan *p, const sloth__graph *g, int *steal) {
+/* What outlives this run. steal[m]: in-place targets that can give their
+ * buffer to the node written into them, those whose old elements nobody can
+ * read after the run (the target input index, or -1). keep[m]: slot m's
+ * value is read after the run. Both are needed when something outside this
+ * graph holds them (a tensor, a pending node), or when a node of this graph
+ * that stays pending (held from outside, not materialized by the plan)
+ * reaches them through other such nodes; roots are kept. */
+static int plan_lifetimes(const plan *p, const sloth__graph *g, int *steal, bool *keep) {
   int n = g->n, rc = SLOTH_OK;
   int *edges = calloc((size_t)n + (size_t)g->ninputs + 1, sizeof *edges); /* in-graph references per node */
   char *alive = calloc((size_t)(n ? n : 1), 1);
@@ -535,6 +569,10 @@ static int plan_steals(const plan *p, const sloth__graph *g, int *steal) {
       else alive[in->order] = 1;
     }
   }
+  for (int i = n - 1; i >= 0; i--) /* a materialized node held from outside */
+    if (materialized[i] && g->order[i]->refcount - edges[i] - 1 > 0) alive[i] = 1;
+  for (int r = 0; r < g->nroots; r++) alive[g->roots[r]] = 1;
+  for (int m = 0; m < p->nmat; m++) keep[m] = alive[p->mat_node[m]];
   for (int m = 0; m < p->nmat; m++) {
     int t = p->inplace[m];
     steal[m] = -1;
@@ -581,20 +619,44 @@ static void profile_line(const plan_kernel *pk, uint64_t t0) {
   else fprintf(stderr, "sloth profile: %10.1f us  %s %s (%zu work-items)\n", us, pk->name, pk->source_id, pk->geom.global);
 }
 
+/* A slot whose buffer slot m can take, or -1: its value ends with the run,
+ * its last reader runs before m's first writer, the buffer has m's pooled
+ * size, and it has not gone to another slot yet. The queue runs kernels in
+ * order, so m's writes come after those reads. */
+static int shared_buffer_for(const plan *p, int m, const int *steal, const bool *keep, sloth__dbuf *const *bufs,
+                             const int *next_holder) {
+  if (p->first_write[m] < 0 || p->mat_bytes[m] == 0) return -1;
+  const size_t want = sloth__buffer_rounded(p->mat_bytes[m]);
+  for (int d = 0; d < m; d++)
+    if (steal[d] < 0 && !keep[d] && next_holder[d] < 0 && bufs[d] && bufs[d]->bytes == want &&
+        p->last_read[d] < p->first_write[m])
+      return d;
+  return -1;
+}
+
 static int plan_run(const plan *p, const sloth__graph *g) {
   uint64_t t0 = sloth__now_ns();
-  sloth__dbuf **bufs = calloc((size_t)(p->nmat ? p->nmat : 1), sizeof *bufs);
-  int *steal = malloc((size_t)(p->nmat ? p->nmat : 1) * sizeof *steal);
-  if (!bufs || !steal) {
-    free(bufs), free(steal);
+  const size_t nm = (size_t)(p->nmat ? p->nmat : 1);
+  sloth__dbuf **bufs = calloc(nm, sizeof *bufs);
+  int *steal = malloc(nm * sizeof *steal);
+  bool *keep = calloc(nm, sizeof *keep);
+  int *next_holder = malloc(nm * sizeof *next_holder); /* the slot its buffer goes to next, or -1 */
+  bool *received = calloc(nm, sizeof *received);       /* its buffer came from an earlier slot */
+  if (!bufs || !steal || !keep || !next_holder || !received) {
+    free(bufs), free(steal), free(keep), free(next_holder), free(received);
     return sloth__fail(SLOTH_E_NOMEM, "out of host memory (run)");
   }
-  int rc = SLOTH_OK;
-  for (int m = 0; m < p->nmat; m++) steal[m] = -1;
-  if (p->has_inplace) rc = plan_steals(p, g, steal);
+  int rc = plan_lifetimes(p, g, steal, keep);
   for (int m = 0; m < p->nmat && rc == SLOTH_OK; m++) {
+    next_holder[m] = -1;
     if (steal[m] >= 0) {
       bufs[m] = g->inputs[steal[m]]->buf; /* written in place */
+      continue;
+    }
+    int d = shared_buffer_for(p, m, steal, keep, bufs, next_holder);
+    if (d >= 0) {
+      bufs[m] = bufs[d], next_holder[d] = m, received[m] = true;
+      sloth__count(CTR_BUFFER_SHARE, 1);
       continue;
     }
     bufs[m] = sloth__buffer_get(p->mat_bytes[m]);
@@ -638,18 +700,23 @@ static int plan_run(const plan *p, const sloth__graph *g) {
   }
   if (rc != SLOTH_OK) {
     for (int m = 0; m < p->nmat; m++)
-      if (steal[m] < 0) sloth__buffer_put(bufs[m]);
-    free(bufs), free(steal);
+      if (steal[m] < 0 && !received[m]) sloth__buffer_put(bufs[m]);
+    free(bufs), free(steal), free(keep), free(next_holder), free(received);
     return rc;
   }
   /* Attach results. Slots are in execution order, and materializing a node
    * drops its operands, so attach from the last one back. A target whose
-   * buffer was written in place gives it up (nothing reads it any more). */
+   * buffer was written in place gives it up (nothing reads it any more).
+   * A slot whose value ends with the run stays pending (nothing can read it:
+   * it is freed with the graph) and its buffer, unless passed on to a later
+   * slot, goes back to the pool now. */
   for (int m = p->nmat - 1; m >= 0; m--) {
     if (steal[m] >= 0) g->inputs[steal[m]]->buf = NULL;
-    sloth__node_materialize(g->order[p->mat_node[m]], bufs[m]);
+    if (next_holder[m] >= 0) continue;
+    if (steal[m] < 0 && !keep[m]) sloth__buffer_put(bufs[m]);
+    else sloth__node_materialize(g->order[p->mat_node[m]], bufs[m]);
   }
-  free(bufs), free(steal);
+  free(bufs), free(steal), free(keep), free(next_holder), free(received);
   sloth__count(CTR_EXECUTE_NS, (int64_t)(sloth__now_ns() - t0));
   return SLOTH_OK;
 }

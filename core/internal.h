@@ -193,6 +193,7 @@ struct sloth__dbuf {
 
 /* Buffer pool over the backend's allocator. bytes == 0 gives NULL (not an error). */
 sloth__dbuf *sloth__buffer_get(size_t bytes);
+size_t sloth__buffer_rounded(size_t bytes); /* the size of the buffer that bytes get */
 void sloth__buffer_put(sloth__dbuf *b);
 void sloth__pool_trim(void);
 
@@ -215,6 +216,7 @@ typedef enum sloth__counter_id {
   CTR_NODES_CREATED,
   CTR_BUFFER_ALLOC,
   CTR_BUFFER_REUSE,
+  CTR_BUFFER_SHARE,
   CTR_TRACE_NS,
   CTR_LOWER_NS,
   CTR_COMPILE_NS,

@@ -20,6 +20,7 @@ static const char *const counter_names[CTR_COUNT] = {
     [CTR_NODES_CREATED] = "nodes_created",
     [CTR_BUFFER_ALLOC] = "buffer_alloc",
     [CTR_BUFFER_REUSE] = "buffer_reuse",
+    [CTR_BUFFER_SHARE] = "buffer_share",
     [CTR_TRACE_NS] = "trace_ns",
     [CTR_LOWER_NS] = "lower_ns",
     [CTR_COMPILE_NS] = "compile_ns",

@@ -37,6 +37,8 @@ static void free_oldest_until(size_t target) {
   }
 }
 
+size_t sloth__buffer_rounded(size_t bytes) { return bytes ? round_size(bytes) : 0; }
+
 sloth__dbuf *sloth__buffer_get(size_t bytes) {
   if (bytes == 0) return NULL;
   size_t want = round_size(bytes);

@@ -510,7 +510,9 @@ const char *sloth_backend_status(const char *backend);
 
 /* Counters: plan_cache_hit, plan_cache_miss, kernel_compile, kernel_cache_hit,
  * kernel_launch, gemm_call, bytes_to_device, bytes_from_device, graph_trim, sync,
- * nodes_created, buffer_alloc, buffer_reuse. Timers (nanoseconds):
+ * nodes_created, buffer_alloc, buffer_reuse, buffer_share (a step's slot
+ * that took the buffer of an earlier slot of the same step whose value ended
+ * within the step). Timers (nanoseconds):
  * trace_ns, lower_ns, compile_ns, execute_ns. */
 int64_t sloth_counter(const char *name); /* -1 for an unknown name */
 void sloth_metrics_reset(void);

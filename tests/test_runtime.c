@@ -169,6 +169,63 @@ static void test_fusion(void) {
   sloth_scope_end();
 }
 
+/* Buffers shared inside a step: A = X Y, B = A Y, C = B Y. With only C
+ * wanted, C takes A's buffer (A's last reader, the GEMM of B, has run);
+ * an intermediate that a tensor or a pending view still holds keeps its own
+ * buffer and its value. Small integers: every product is exact. */
+enum { SN = 16 };
+static void chain_ref(const float *x, const float *y, double out[3][SN * SN]) {
+  const float *in = x;
+  static float tmp[SN * SN];
+  for (int s = 0; s < 3; s++) {
+    for (int i = 0; i < SN; i++)
+      for (int j = 0; j < SN; j++) {
+        double acc = 0;
+        for (int k = 0; k < SN; k++) acc += (double)in[i * SN + k] * y[k * SN + j];
+        out[s][i * SN + j] = acc;
+      }
+    for (int i = 0; i < SN * SN; i++) tmp[i] = (float)out[s][i];
+    in = tmp;
+  }
+}
+
+static int matches(sloth_tensor *t, const double *want, int transposed) {
+  float got[SN * SN];
+  if (sloth_to_host(t, got, sizeof got) != SLOTH_OK) return 0;
+  for (int i = 0; i < SN; i++)
+    for (int j = 0; j < SN; j++)
+      if (got[i * SN + j] != (float)want[transposed ? j * SN + i : i * SN + j]) return 0;
+  return 1;
+}
+
+static void test_buffer_sharing(void) {
+  static float xs[SN * SN], ys[SN * SN];
+  static double want[3][SN * SN];
+  for (int i = 0; i < SN * SN; i++) xs[i] = (float)(i * 7 % 5) - 2, ys[i] = (float)(i * 3 % 5) - 2;
+  chain_ref(xs, ys, want);
+  int64_t sh[2] = {SN, SN};
+  for (int variant = 0; variant < 3; variant++) {
+    sloth_scope_begin();
+    sloth_tensor *x = sloth_from_host(xs, SLOTH_F32, 2, sh), *y = sloth_from_host(ys, SLOTH_F32, 2, sh);
+    sloth_sync((sloth_tensor *[]){x, y}, 2);
+    sloth_tensor *a = sloth_matmul(x, y), *b = sloth_matmul(a, y), *c = sloth_matmul(b, y);
+    sloth_tensor *held = variant == 1 ? a : variant == 2 ? sloth_transpose(a, 0, 1) : NULL;
+    if (held != a) sloth_release(a); /* variant 0: only c is wanted; 2: only a pending view of A is held */
+    sloth_release(b);
+    int64_t shared = ctr("buffer_share");
+    ok(sloth_sync(&c, 1) == SLOTH_OK && matches(c, want[2], 0), "A Y Y Y right (%s)",
+       variant == 0 ? "A and B dropped" : variant == 1 ? "A held" : "A held through a pending transpose");
+    shared = ctr("buffer_share") - shared;
+    if (variant == 0) ok(shared == 1, "C took A's buffer (%lld shared)", (long long)shared);
+    else {
+      ok(shared == 0, "A's buffer is not shared while A is held (%lld shared)", (long long)shared);
+      ok(matches(held, want[0], variant == 2), "A keeps its value after the step");
+      if (variant == 1) ok(sloth_is_pending(a) == 0, "A was materialized by the step");
+    }
+    sloth_scope_end();
+  }
+}
+
 static void run_step(const float *xs, const float *as, int64_t n, double s, float *out) {
   sloth_scope_begin();
   sloth_tensor *x = vec(xs, n), *a = vec(as, n);
@@ -405,6 +462,7 @@ int main(void) {
   if (sloth_init(NULL) != SLOTH_OK) skip_all(sloth_last_error());
   test_fusion();
   test_caching();
+  test_buffer_sharing();
   test_plan_lru();
   test_mark_step_and_trim();
   test_bad_input();
