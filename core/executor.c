@@ -620,18 +620,21 @@ static void profile_line(const plan_kernel *pk, uint64_t t0) {
 }
 
 /* A slot whose buffer slot m can take, or -1: its value ends with the run,
- * its last reader runs before m's first writer, the buffer has m's pooled
- * size, and it has not gone to another slot yet. The queue runs kernels in
- * order, so m's writes come after those reads. */
+ * its last reader runs before m's first writer, the buffer holds m's
+ * pooled size (at most twice over: the smallest such), and it has not gone
+ * to another slot yet. The queue runs kernels in order, so m's writes come
+ * after those reads. */
 static int shared_buffer_for(const plan *p, int m, const int *steal, const bool *keep, sloth__dbuf *const *bufs,
                              const int *next_holder) {
   if (p->first_write[m] < 0 || p->mat_bytes[m] == 0) return -1;
   const size_t want = sloth__buffer_rounded(p->mat_bytes[m]);
+  int best = -1;
   for (int d = 0; d < m; d++)
-    if (steal[d] < 0 && !keep[d] && next_holder[d] < 0 && bufs[d] && bufs[d]->bytes == want &&
-        p->last_read[d] < p->first_write[m])
-      return d;
-  return -1;
+    if (steal[d] < 0 && !keep[d] && next_holder[d] < 0 && bufs[d] && bufs[d]->bytes >= want &&
+        bufs[d]->bytes <= 2 * want && p->last_read[d] < p->first_write[m] &&
+        (best < 0 || bufs[d]->bytes < bufs[best]->bytes))
+      best = d;
+  return best;
 }
 
 static int plan_run(const plan *p, const sloth__graph *g) {
