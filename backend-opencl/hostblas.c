@@ -19,7 +19,8 @@
  * loaded already (numpy, say), the dlopen finds that copy as it is.
  *
  * SLOTH_GEMM picks the path when the device is opened:
- *   auto     (default) host BLAS on CPU devices when built with it, else CLBlast
+ *   auto     (default) host BLAS on CPU devices when built with it and its
+ *            library loads, else CLBlast
  *   clblast  always CLBlast
  *   host     always the host BLAS (on a GPU this maps = copies each operand)
  * Any other value makes sloth_init (or the first op) fail with SLOTH_E_INVALID. */
@@ -55,8 +56,8 @@ static void cblas_load(void) {
     cblas.sgemm = NULL, cblas.dgemm = NULL;
     dlclose(h);
   }
-  snprintf(cblas.why, sizeof cblas.why, "no CBLAS library found (tried libopenblas.so.0, libcblas.so.3, libblas.so.3: "
-                                         "apt-get install libopenblas0)");
+  snprintf(cblas.why, sizeof cblas.why, "no CBLAS library with cblas_sgemm and cblas_dgemm found (tried %s, %s, %s, %s: "
+                                         "apt-get install libopenblas0)", sonames[0], sonames[1], sonames[2], sonames[3]);
 }
 #endif
 

@@ -774,10 +774,12 @@ static int emit_view(cg *c, const sloth__node *n, const position *ix) {
           free(o);
           for (int d = 0; d < n->rank; d++)
             if (n->shape[d] != 1 && map[d] == e) {
-              char *m = window_step(c, mult[d]);
-              if (mult[d] == 1) sloth__str_printf(&t, " + %s", co[d]);
-              else sloth__str_printf(&t, " + %s * %s", co[d], m);
-              free(m);
+              if (mult[d] == 1) sloth__str_printf(&t, " + %s", co[d]); /* contiguous: vector loads */
+              else {
+                char *m = window_step(c, mult[d]);
+                sloth__str_printf(&t, " + %s * %s", co[d], m);
+                free(m);
+              }
             }
           sloth__str_printf(&t, ")");
         }
@@ -949,10 +951,6 @@ static const char *init_value(sloth__opcode op, sloth_dtype dt) {
   }
 }
 
-/* The chunked loop's coordinates: variables i0.. set from `start` once and
- * stepped like an odometer, a row at a time: the inner loop runs along the
- * last dim (t), so views read without dividing the linear position, and
- * the compiler sees addresses affine in t. */
 /* The pragma over a row loop of `row` elements. Four vectors at a time
  * needs 32 elements (8-wide): a shorter row (the 24 columns of a conv
  * output) would run entirely in the scalar remainder, so short rows get one
@@ -961,6 +959,10 @@ static const char *row_loop_pragma(int64_t row) {
   return row >= 128 ? "#pragma clang loop interleave_count(4)" : "#pragma clang loop interleave_count(1)";
 }
 
+/* The chunked loop's coordinates: variables i0.. set from `start` once and
+ * stepped like an odometer, a row at a time: the inner loop runs along the
+ * last dim (t), so views read without dividing the linear position, and
+ * the compiler sees addresses affine in t. */
 static void odometer_begin(cg *c, const char *start, int rank, const int64_t *shape, position *ix) {
   char *co[SLOTH_MAX_RANK];
   unravel(c, start, rank, shape, co);

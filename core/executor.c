@@ -40,7 +40,6 @@ typedef struct plan {
   int *mat_node;     /* slot -> order index */
   size_t *mat_bytes;
   int *inplace;      /* slot -> input index of its sloth_assign target, or -1 */
-  bool has_inplace;
   int *first_write;  /* slot -> the kernel that first writes it */
   int *last_read;    /* slot -> the last kernel that touches it */
   struct plan *lru_prev, *lru_next, *hash_next;
@@ -443,7 +442,6 @@ static int plan_build(const sloth__graph *g, plan **out) {
     const sloth__node *x = g->order[s.mat_node[m]];
     p->mat_node[m] = s.mat_node[m];
     p->mat_bytes[m] = (size_t)sloth__numel(x->rank, x->shape) * sloth_dtype_size(x->dtype);
-    p->has_inplace |= p->inplace && p->inplace[m] >= 0;
   }
   for (int k = 0; k < s.nkernels; k++) {
     if (s.kernels[k].kind == SCHED_GEMM) {

@@ -115,6 +115,12 @@ static bool cheap_op(sloth__opcode op) {
   }
 }
 
+/* A scalar, possibly reshaped and broadcast: a kernel argument, not a tensor read. */
+static bool scalar_broadcast(const sloth__node *n) {
+  while (!sloth__graph_is_input(n) && (n->op == OP_RESHAPE || n->op == OP_EXPAND)) n = n->in[0];
+  return n->op == OP_SCALAR;
+}
+
 /* A node with consumers in several kernels is computed once into a buffer,
  * unless it is cheap to compute again in each of them: a cheap op reading
  * at most two tensors, each a buffer (not one this graph writes in place),
@@ -123,12 +129,6 @@ static bool cheap_op(sloth__opcode op) {
  * hit mask, a bias add read by two kernels); its operands then count as
  * read by several kernels too. Over an expensive operand (a random draw,
  * an exp) the node's own buffer is the cheaper one to keep. */
-/* A scalar, possibly reshaped and broadcast: a kernel argument, not a tensor read. */
-static bool scalar_broadcast(const sloth__node *n) {
-  while (!sloth__graph_is_input(n) && (n->op == OP_RESHAPE || n->op == OP_EXPAND)) n = n->in[0];
-  return n->op == OP_SCALAR;
-}
-
 static bool cheap_to_replicate(const sloth__node *x, const bool *target_input) {
   if (x->target || !cheap_op(x->op)) return false;
   int tensors = 0;
