@@ -612,6 +612,19 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
       sub.c[solved] = xstrdup(c, co[m + e]);
       continue;
     }
+    const int t = solved >= 0 ? partner[solved] : -1;
+    if (t >= 0 && !looped && origin[e] == 0 && mult[solved] > 1 && g->shape[t] == mult[solved] &&
+        g->shape[solved] * mult[solved] == base_shape[e]) {
+      /* windows that tile the dim exactly (2x2 pooling of stride 2): every
+       * X is (X / mult, X % mult), always in range, so nothing is checked or
+       * clamped, and a read of the window view at q * mult + r is X again */
+      char *mu = window_step(c, mult[solved]);
+      sub.c[solved] = fmt(c, "(%s / %s)", co[m + e], mu);
+      sub.c[t] = fmt(c, "(%s %% %s)", co[m + e], mu);
+      free(mu);
+      divides = true;
+      continue;
+    }
     char *o = param(c, origin[e]);
     char *rem = fmt(c, "(%s - %s", co[m + e], o);
     free(o);
@@ -629,7 +642,6 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
     else {
       char *size = param(c, g->shape[solved]);
       char *q;
-      int t = partner[solved];
       if (mult[solved] == 1) q = xstrdup(c, rem);
       else {
         char *mu = window_step(c, mult[solved]);
@@ -668,9 +680,11 @@ static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) 
       sub.c[d] = cl;
     }
     int v = emit(c, g, &sub);
-    char *e = fmt(c, "(%s) ? v%d : (%s)0", valid.p ? valid.p : "1", v, ctype(c, n->dtype));
-    r = new_var(c, n, ix, e);
-    free(e);
+    if (valid.p && strcmp(valid.p, "1") != 0) {
+      char *e = fmt(c, "(%s) ? v%d : (%s)0", valid.p, v, ctype(c, n->dtype));
+      r = new_var(c, n, ix, e);
+      free(e);
+    } else remember(c, n, ix, r = v); /* every coordinate is in range */
   } else r = guarded(c, n, ix, valid.p ? valid.p : "1", g, &sub, "0");
   sloth__str_free(&valid);
   index_free(&sub);

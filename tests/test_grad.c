@@ -909,6 +909,7 @@ static void nn_ops(void) {
   {
     ctx c = {.pool = sloth_max_pool2d, .i = {2, 2, 2, 2, 0, 0}};
     GC("max_pool2d 2x2 stride 2", b_pool, &c, DISTINCT(R_(4, 1, 2, 4, 4), 0.1));
+    GC("max_pool2d 2x2 stride 2 over 5x7 (a row and a column left over)", b_pool, &c, DISTINCT(R_(4, 1, 2, 5, 7), 0.1));
     ctx c1 = {.pool = sloth_max_pool2d, .i = {3, 3, 2, 2, 1, 1}};
     GC("max_pool2d 3x3 stride 2 padding 1 (overlapping)", b_pool, &c1, DISTINCT(R_(4, 2, 1, 5, 5), 0.1));
     ctx c2 = {.pool = sloth_avg_pool2d, .i = {2, 2, 2, 2, 0, 0}};
