@@ -42,6 +42,8 @@ typedef struct plan {
   int *inplace;      /* slot -> input index of its sloth_assign target, or -1 */
   int *first_write;  /* slot -> the kernel that first writes it */
   int *last_read;    /* slot -> the last kernel that touches it */
+  bool has_inplace;  /* some slot has an in-place target */
+  bool may_share;    /* some slot could take an earlier slot's buffer */
   struct plan *lru_prev, *lru_next, *hash_next;
 } plan;
 
@@ -392,6 +394,13 @@ static int gemm_step(const sloth__graph *g, const sloth__schedule *s, int k, pla
   return SLOTH_OK;
 }
 
+/* Can a buffer of `have` bytes (pooled) serve `want` bytes: it holds them,
+ * at most twice over. */
+static bool fits(size_t have, size_t want) {
+  have = sloth__buffer_rounded(have), want = sloth__buffer_rounded(want);
+  return want > 0 && have >= want && have <= 2 * want;
+}
+
 /* When each slot is first written and last read, in kernel order: a
  * slot whose value does not outlive the run hands its buffer to a slot
  * first written after its last reader (plan_run). */
@@ -415,6 +424,10 @@ static int slot_lifetimes(plan *p) {
     } else
       for (int i = 0; i < pk->nargs; i++) touch_slot(p, &pk->args[i], k);
   }
+  /* runs skip the liveness pass when no pair of slots could share */
+  for (int m = 0; m < p->nmat && !p->may_share; m++)
+    for (int d = 0; d < m && !p->may_share; d++)
+      p->may_share = p->last_read[d] < p->first_write[m] && fits(p->mat_bytes[d], p->mat_bytes[m]);
   return SLOTH_OK;
 }
 
@@ -442,6 +455,7 @@ static int plan_build(const sloth__graph *g, plan **out) {
     const sloth__node *x = g->order[s.mat_node[m]];
     p->mat_node[m] = s.mat_node[m];
     p->mat_bytes[m] = (size_t)sloth__numel(x->rank, x->shape) * sloth_dtype_size(x->dtype);
+    p->has_inplace |= p->inplace[m] >= 0;
   }
   for (int k = 0; k < s.nkernels; k++) {
     if (s.kernels[k].kind == SCHED_GEMM) {
@@ -624,13 +638,11 @@ static void profile_line(const plan_kernel *pk, uint64_t t0) {
  * after those reads. */
 static int shared_buffer_for(const plan *p, int m, const int *steal, const bool *keep, sloth__dbuf *const *bufs,
                              const int *next_holder) {
-  if (p->first_write[m] < 0 || p->mat_bytes[m] == 0) return -1;
-  const size_t want = sloth__buffer_rounded(p->mat_bytes[m]);
+  if (p->first_write[m] < 0) return -1;
   int best = -1;
   for (int d = 0; d < m; d++)
-    if (steal[d] < 0 && !keep[d] && next_holder[d] < 0 && bufs[d] && bufs[d]->bytes >= want &&
-        bufs[d]->bytes <= 2 * want && p->last_read[d] < p->first_write[m] &&
-        (best < 0 || bufs[d]->bytes < bufs[best]->bytes))
+    if (steal[d] < 0 && !keep[d] && next_holder[d] < 0 && bufs[d] && fits(bufs[d]->bytes, p->mat_bytes[m]) &&
+        p->last_read[d] < p->first_write[m] && (best < 0 || bufs[d]->bytes < bufs[best]->bytes))
       best = d;
   return best;
 }
@@ -647,7 +659,10 @@ static int plan_run(const plan *p, const sloth__graph *g) {
     free(bufs), free(steal), free(keep), free(next_holder), free(received);
     return sloth__fail(SLOTH_E_NOMEM, "out of host memory (run)");
   }
-  int rc = plan_lifetimes(p, g, steal, keep);
+  int rc = SLOTH_OK;
+  if (p->has_inplace || p->may_share) rc = plan_lifetimes(p, g, steal, keep);
+  else
+    for (int m = 0; m < p->nmat; m++) steal[m] = -1, keep[m] = true; /* nothing to decide */
   for (int m = 0; m < p->nmat && rc == SLOTH_OK; m++) {
     next_holder[m] = -1;
     if (steal[m] >= 0) {
