@@ -446,6 +446,13 @@ static int buffer_arg(cg *c, const sloth__node *n) {
                                   : add_arg(c, ARG_MAT, c->s->mat[n->order], n->dtype);
 }
 
+/* The argument of the buffer a kernel writes node n's values into. */
+static int output_arg(cg *c, const sloth__node *n) {
+  int arg = add_arg(c, ARG_MAT, c->s->mat[n->order], n->dtype);
+  c->out->args[arg].written = true;
+  return arg;
+}
+
 /* Loads element ix of a node held in a buffer. */
 static int emit_load(cg *c, const sloth__node *n, const position *ix) {
   int arg = buffer_arg(c, n);
@@ -580,9 +587,9 @@ static int emit_concat(cg *c, const sloth__node *n, const position *ix) {
  * rem = X_e - origin_e - (the looped dims' steps): the solved dim is
  * rem / mult and its split partner rem % mult, where they are in range
  * (and rem divides when there is no partner); elsewhere the value is 0.
- * A step of 1 needs no division, and an operand dim that the solved dim
- * covers exactly needs no check: both are written into the source (the
- * plan key holds shapes and strides, so no plan mixes forms). */
+ * Steps are literals (window_step). A dim covered one to one needs no
+ * division, and one that windows tile exactly no check: both decided from
+ * shapes the plan key holds, so no plan mixes forms. */
 static int emit_window_adjoint(cg *c, const sloth__node *n, const position *ix) {
   const sloth__node *g = n->in[0];
   int m = 0;
@@ -1083,7 +1090,7 @@ static bool reduce_by_rows(const sloth__node *r, bool serial, bool window) {
   return window && inner <= 64;
 }
 
-static void gen_reduce_rows(cg *c, int out_slot, const sloth__node *r, int64_t outer, int64_t inner, int64_t chunk) {
+static void gen_reduce_rows(cg *c, const sloth__node *r, int64_t outer, int64_t inner, int64_t chunk) {
   const sloth__node *x = r->in[0];
   uint32_t mask = r->attrs.axes_mask;
   int64_t kept_shape[SLOTH_MAX_RANK], red_shape[SLOTH_MAX_RANK];
@@ -1092,8 +1099,7 @@ static void gen_reduce_rows(cg *c, int out_slot, const sloth__node *r, int64_t o
     if (mask >> d & 1) red_shape[nred++] = x->shape[d];
     else kept_shape[nkept++] = x->shape[d];
   }
-  int out = add_arg(c, ARG_MAT, out_slot, r->dtype);
-  c->out->args[out].written = true;
+  int out = output_arg(c, r);
   char *pc = param(c, chunk), *pouter = param(c, outer);
   sloth__str_printf(&c->body, "  const %s first = (%s)%s * %s, last = min(first + %s, %s);\n", c->idx_t, c->idx_t,
                     c->d->global_id, pc, pc, pouter);
@@ -1140,10 +1146,9 @@ static void gen_reduce_rows(cg *c, int out_slot, const sloth__node *r, int64_t o
 /* Stores output o of a reduction: the accumulated value `acc` (divided by
  * the count for mean), or for argmax/argmin the position `best` (0 when
  * there was none), under `guard`. */
-static void store_reduced(cg *c, const sloth__node *r, int out_slot, const char *guard, const char *acc, const char *best,
+static void store_reduced(cg *c, const sloth__node *r, const char *guard, const char *acc, const char *best,
                           const char *acc_t, const char *pinner) {
-  int out_arg = add_arg(c, ARG_MAT, out_slot, r->dtype);
-  c->out->args[out_arg].written = true;
+  int out_arg = output_arg(c, r);
   if (r->op == OP_ARGMAX || r->op == OP_ARGMIN) {
     sloth__str_printf(&c->body, "  %sa%d[o] = %s < 0 ? 0 : %s;\n", guard, out_arg, best, best);
     return;
@@ -1161,7 +1166,7 @@ static void serial_geometry(cg *c, int64_t outer, int64_t chunk) {
   c->out->geom.local_mem = sizeof(double) * 2; /* the scratch argument, unused */
 }
 
-static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
+static int gen_reduce(cg *c, const sloth__node *r, size_t local) {
   const sloth__node *x = r->in[0];
   uint32_t mask = r->attrs.axes_mask;
   int64_t outer = sloth__numel(r->rank, r->shape), inner = 1;
@@ -1193,7 +1198,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
    * at loop counters, never at a divided linear position */
   const bool coords = local == 1 && any_reads_by_coords(c, &x, 1);
   if (reduce_by_rows(r, serial, coords)) {
-    gen_reduce_rows(c, out_slot, r, outer, inner, chunk);
+    gen_reduce_rows(c, r, outer, inner, chunk);
     free(pinner);
     serial_geometry(c, outer, chunk);
     return SLOTH_OK;
@@ -1261,7 +1266,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
   if (arg && nested) sloth__str_printf(&c->body, "    k++;\n"); /* k counts the nested loops' elements */
   for (int l = 0; l < loops; l++) sloth__str_printf(&c->body, "  }\n");
   if (serial) {
-    store_reduced(c, r, out_slot, "", "acc", "best", acc_t, pinner);
+    store_reduced(c, r, "", "acc", "best", acc_t, pinner);
     sloth__str_printf(&c->body, "  }\n");
     free(code);
     free(pinner);
@@ -1290,7 +1295,7 @@ static int gen_reduce(cg *c, int out_slot, const sloth__node *r, size_t local) {
     free(e);
   }
   sloth__str_printf(&c->body, "    }\n    %s;\n  }\n", c->d->barrier);
-  store_reduced(c, r, out_slot, "if (lid == 0) ", "sv[0]", "si[0]", acc_t, pinner);
+  store_reduced(c, r, "if (lid == 0) ", "sv[0]", "si[0]", acc_t, pinner);
   free(code);
   free(pinner);
   c->out->geom.local = local;
@@ -1363,8 +1368,7 @@ static void gen_elementwise(cg *c, const sloth__sched_kernel *k) {
   for (int o = 0; o < k->noutputs; o++) vals[o] = emit(c, value_of[o], &ix);
   for (int o = 0; o < k->noutputs; o++) {
     const sloth__node *node = c->g->order[k->outputs[o]];
-    int arg = add_arg(c, ARG_MAT, c->s->mat[node->order], node->dtype);
-    c->out->args[arg].written = true;
+    int arg = output_arg(c, node);
     char val[16];
     snprintf(val, sizeof val, "v%d", vals[o]);
     char *st = store_stmt(c, node->dtype, arg, at, val);
@@ -1391,12 +1395,6 @@ static void set_1d_geometry(cg *c, int64_t n) {
   size_t local = 64;
   c->out->geom.local = local;
   c->out->geom.global = (size_t)((n + (int64_t)local - 1) / (int64_t)local) * local;
-}
-
-static int output_arg(cg *c, const sloth__node *n) {
-  int arg = add_arg(c, ARG_MAT, c->s->mat[n->order], n->dtype);
-  c->out->args[arg].written = true;
-  return arg;
 }
 
 /* Cumulative sums along an axis: one work-item per line, a sequential loop
@@ -1576,7 +1574,7 @@ int sloth__codegen_dialect(const sloth__graph *g, const sloth__schedule *s, int 
     if (sloth__rt.info.is_gpu || outer < 4 * (int64_t)(sloth__rt.info.compute_units ? sloth__rt.info.compute_units : 1))
       while ((int64_t)local < inner && local < (size_t)lanes) local *= 2;
     snprintf(out->name, sizeof out->name, "sloth_reduce");
-    gen_reduce(&c, s->mat[r->order], r, local);
+    gen_reduce(&c, r, local);
   } else if (k->kind == SCHED_SORT) {
     snprintf(out->name, sizeof out->name, "sloth_sort");
     gen_sort(&c, g->order[k->outputs[0]]);

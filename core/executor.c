@@ -183,8 +183,8 @@ static void dump_cuda(const sloth__graph *g, const sloth__schedule *s, int k) {
   sloth__generated_free(&gen);
 }
 
-static int kernel_get(const sloth__generated *gen, sloth__kernel **out) {
-  sloth__hash128 h = source_hash(gen);
+/* The compiled kernel for gen, whose source hashes to h (source_hash). */
+static int kernel_get(const sloth__generated *gen, sloth__hash128 h, sloth__kernel **out) {
   for (kentry *e = kernel_buckets[h.lo % KERNEL_BUCKETS]; e; e = e->next)
     if (sloth__hash_eq(e->key, h)) {
       sloth__count(CTR_KERNEL_CACHE_HIT, 1);
@@ -469,7 +469,8 @@ static int plan_build(const sloth__graph *g, plan **out) {
     if (rc != SLOTH_OK) goto fail;
     dump_cuda(g, &s, k);
     plan_kernel *pk = &p->kernels[p->nkernels++];
-    rc = kernel_get(&gen, &pk->kernel);
+    const sloth__hash128 h = source_hash(&gen);
+    rc = kernel_get(&gen, h, &pk->kernel);
     if (rc == SLOTH_OK && gen.nparams) {
       size_t bytes = (size_t)gen.nparams * sizeof(int64_t);
       pk->params = sloth__buffer_get(bytes);
@@ -478,7 +479,7 @@ static int plan_build(const sloth__graph *g, plan **out) {
     }
     pk->geom = gen.geom;
     snprintf(pk->name, sizeof pk->name, "%s", gen.name);
-    snprintf(pk->source_id, sizeof pk->source_id, "%016llx", (unsigned long long)source_hash(&gen).hi);
+    snprintf(pk->source_id, sizeof pk->source_id, "%016llx", (unsigned long long)h.hi);
     pk->args = gen.args;
     pk->nargs = gen.nargs;
     gen.args = NULL;
